@@ -1,0 +1,1 @@
+"""Campaigns, cohorts and incentives. Models arrive with the issue that builds this context (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Insights and analytics. Models arrive with the issue that builds this context (see DESIGN.md)."""

@@ -1,0 +1,67 @@
+from rest_framework import serializers
+
+from core.validators import member_ref_validator
+from rewards.ledger import MAX_POINTS
+from rewards.models import Member, Transfer
+
+
+class MemberCreateSerializer(serializers.Serializer):
+    member_ref = serializers.CharField(max_length=128, validators=[member_ref_validator])
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True, default="")
+    status = serializers.ChoiceField(choices=Member.Status.choices, required=False, default=Member.Status.ACTIVE)
+    attributes = serializers.DictField(required=False, default=dict, help_text="Free-form JSON object.")
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=Member.Status.choices, required=False)
+    attributes = serializers.DictField(required=False)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    member_ref = serializers.CharField(source="external_ref", read_only=True)
+    balance = serializers.IntegerField(read_only=True, help_text="Spendable points.")
+
+    class Meta:
+        model = Member
+        fields = ["id", "member_ref", "locale", "status", "attributes", "balance", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class AdjustmentSerializer(serializers.Serializer):
+    points = serializers.IntegerField(
+        min_value=-MAX_POINTS,
+        max_value=MAX_POINTS,
+        help_text="Signed: positive credits the member, negative debits. Never zero.",
+    )
+    reason = serializers.CharField(max_length=500)
+
+    def validate_points(self, value: int) -> int:
+        if value == 0:
+            raise serializers.ValidationError("Points must not be zero.", code="zero")
+        return value
+
+
+class TransferSerializer(serializers.ModelSerializer):
+    points = serializers.IntegerField(read_only=True, help_text="Signed from the member's side.")
+    balance_after = serializers.IntegerField(read_only=True, allow_null=True)
+    reference = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Transfer
+        fields = ["id", "kind", "points", "amount", "balance_after", "reason", "reference", "explanation", "created_at"]
+        read_only_fields = fields
+
+    def get_reference(self, transfer: Transfer) -> dict:
+        return {"type": transfer.reference_type, "id": transfer.reference_id}
+
+
+class AdjustmentResultSerializer(serializers.Serializer):
+    transfer = TransferSerializer()
+    balance = serializers.IntegerField()
+
+
+class MemberTokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    token_type = serializers.CharField(default="Bearer")
+    expires_at = serializers.DateTimeField()

@@ -1,0 +1,159 @@
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.pagination import LedgerCursorPagination
+from core.api.permissions import IsMember
+from core.api.principals import ApiClient
+from core.api.schema import IDEMPOTENCY_KEY_HEADER
+from core.api.views import TenantAPIView
+from core.idempotency import idempotent
+from rewards import selectors, services
+from rewards.api.filters import MemberFilter
+from rewards.api.serializers import (
+    AdjustmentResultSerializer,
+    AdjustmentSerializer,
+    MemberCreateSerializer,
+    MemberSerializer,
+    MemberTokenSerializer,
+    MemberUpdateSerializer,
+    TransferSerializer,
+)
+
+
+def actor_of(request) -> str:
+    """Who made a change, for the audit trail of an adjustment."""
+    if isinstance(request.user, ApiClient):
+        return f"api-key:{request.user.api_key.prefix}"
+    return f"operator:{request.user.get_username()}"
+
+
+class MemberListCreateApi(TenantAPIView, ListAPIView):
+    serializer_class = MemberSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MemberFilter
+
+    def get_queryset(self):
+        return selectors.member_list(tenant=self.tenant)
+
+    @extend_schema(summary="List members", description="Filter by status, locale, memberRef prefix, creation time.")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Create a member",
+        request=MemberCreateSerializer,
+        responses={201: MemberSerializer},
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+    )
+    @idempotent
+    def post(self, request):
+        serializer = MemberCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        member = services.member_create(
+            tenant=self.tenant,
+            external_ref=data["member_ref"],
+            locale=data["locale"],
+            status=data["status"],
+            attributes=data["attributes"],
+        )
+        member = selectors.member_get(tenant=self.tenant, external_ref=member.external_ref)
+        return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(TenantAPIView):
+    @extend_schema(summary="Get a member, with balance", responses=MemberSerializer)
+    def get(self, request, member_ref):
+        return Response(MemberSerializer(selectors.member_get(tenant=self.tenant, external_ref=member_ref)).data)
+
+    @extend_schema(summary="Update a member", request=MemberUpdateSerializer, responses=MemberSerializer)
+    def patch(self, request, member_ref):
+        member = selectors.member_get(tenant=self.tenant, external_ref=member_ref)
+        serializer = MemberUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.member_update(member=member, **serializer.validated_data)
+        return Response(MemberSerializer(selectors.member_get(tenant=self.tenant, external_ref=member_ref)).data)
+
+
+class MemberAdjustmentApi(TenantAPIView):
+    @extend_schema(
+        summary="Adjust a member's points",
+        description="An operator credit (positive points) or debit (negative). A debit never takes "
+        "the balance below zero (422 `insufficient_points`).",
+        request=AdjustmentSerializer,
+        responses={201: AdjustmentResultSerializer},
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+    )
+    @idempotent
+    def post(self, request, member_ref):
+        member = selectors.member_get(tenant=self.tenant, external_ref=member_ref)
+        serializer = AdjustmentSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.points_adjust(
+            tenant=self.tenant,
+            member=member,
+            actor=actor_of(request),
+            idempotency_key=getattr(request, "idempotency_key", None),
+            **serializer.validated_data,
+        )
+        transfer = selectors.transfer_list(tenant=self.tenant, member=member).get(pk=result.transfer.pk)
+        body = {
+            "transfer": TransferSerializer(transfer).data,
+            "balance": selectors.member_balance(member=member),
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class MemberTransferListApi(TenantAPIView, ListAPIView):
+    serializer_class = TransferSerializer
+    pagination_class = LedgerCursorPagination
+
+    def get_queryset(self):
+        member = selectors.member_get(tenant=self.tenant, external_ref=self.kwargs["member_ref"])
+        return selectors.transfer_list(tenant=self.tenant, member=member)
+
+    @extend_schema(summary="A member's ledger (cursor-paginated)")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class MemberTokenApi(TenantAPIView):
+    @extend_schema(
+        summary="Issue a member token",
+        description="Exchange the tenant's API key for a short-lived token the member's app sends "
+        "as `Authorization: Bearer`.",
+        request=None,
+        responses={201: MemberTokenSerializer},
+    )
+    def post(self, request, member_ref):
+        member = selectors.member_get(tenant=self.tenant, external_ref=member_ref)
+        token, expires_at = services.member_token_issue(member=member)
+        body = MemberTokenSerializer({"token": token, "token_type": "Bearer", "expires_at": expires_at}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class MeApi(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(summary="The member's own profile and balance", responses=MemberSerializer)
+    def get(self, request):
+        member = request.user.member
+        return Response(MemberSerializer(selectors.member_get(tenant=member.tenant, external_ref=member.external_ref)).data)
+
+
+class MeTransferListApi(ListAPIView):
+    permission_classes = [IsMember]
+    serializer_class = TransferSerializer
+    pagination_class = LedgerCursorPagination
+
+    def get_queryset(self):
+        member = self.request.user.member
+        return selectors.transfer_list(tenant=member.tenant, member=member)
+
+    @extend_schema(summary="The member's own ledger (cursor-paginated)")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

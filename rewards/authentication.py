@@ -1,0 +1,48 @@
+import jwt
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+
+from core.api.principals import MemberClient
+from core.ids import uuid_or_none
+from rewards.models import Member
+from rewards.tokens import member_token_decode
+
+
+class MemberTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <member token>`: tenant, member, audience and expiry checked."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("Malformed Authorization header.", code="invalid_token")
+        try:
+            claims = member_token_decode(parts[1].decode("ascii", errors="replace"))
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationFailed("The member token has expired.", code="token_expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationFailed("Invalid member token.", code="invalid_token") from exc
+        member_id, tenant_id = uuid_or_none(claims["sub"]), uuid_or_none(claims["tid"])
+        member = (
+            Member.objects.select_related("tenant").filter(pk=member_id, tenant_id=tenant_id).first()
+            if member_id and tenant_id
+            else None
+        )
+        if member is None or not member.is_active or not member.tenant.is_active:
+            raise AuthenticationFailed("Invalid member token.", code="invalid_token")
+        return MemberClient(tenant=member.tenant, member=member), claims
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="member"'
+
+
+class MemberTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "rewards.authentication.MemberTokenAuthentication"
+    name = "MemberToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

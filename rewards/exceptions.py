@@ -1,0 +1,31 @@
+from core.exceptions import Conflict, NotFound, Unprocessable
+
+
+class MemberNotFound(NotFound):
+    default_code = "member_not_found"
+    default_message = "Member not found."
+
+
+class MemberAlreadyExists(Conflict):
+    default_code = "member_exists"
+    default_message = "A member with this memberRef already exists."
+
+
+class MemberInactive(Unprocessable):
+    default_code = "member_inactive"
+    default_message = "This member's account is closed."
+
+
+class InsufficientPoints(Unprocessable):
+    default_code = "insufficient_points"
+    default_message = "The balance is too low for this debit."
+
+
+class InvalidAmount(Unprocessable):
+    default_code = "invalid_amount"
+    default_message = "Points must be a positive whole number."
+
+
+class IdempotencyKeyConflict(Conflict):
+    default_code = "idempotency_key_conflict"
+    default_message = "This idempotency key was already used for a different transfer."

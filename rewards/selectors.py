@@ -1,0 +1,94 @@
+"""Reads for members and points, always scoped by tenant."""
+
+from dataclasses import dataclass
+
+from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
+
+from rewards.exceptions import MemberNotFound
+from rewards.models import Account, Member, Transfer
+from tenants.models import Tenant
+
+
+def _with_balance(queryset: QuerySet[Member]) -> QuerySet[Member]:
+    points = Account.objects.filter(member=OuterRef("pk"), kind=Account.Kind.MEMBER).values("balance")[:1]
+    return queryset.annotate(balance=Coalesce(Subquery(points), Value(0)))
+
+
+def member_get(*, tenant: Tenant, external_ref: str) -> Member:
+    """The tenant's member with its balance; another tenant's member is not found."""
+    member = _with_balance(Member.objects.filter(tenant=tenant, external_ref=external_ref)).first()
+    if member is None:
+        raise MemberNotFound(field="memberRef")
+    return member
+
+
+def member_list(*, tenant: Tenant) -> QuerySet[Member]:
+    return _with_balance(Member.objects.filter(tenant=tenant)).order_by("-created_at", "-pk")
+
+
+def member_balance(*, member: Member) -> int:
+    return Account.objects.filter(member=member, kind=Account.Kind.MEMBER).values_list("balance", flat=True).get()
+
+
+def transfer_list(*, tenant: Tenant, member: Member) -> QuerySet[Transfer]:
+    """The member's transfers, newest first, each with `points` signed from the member's side
+    and `balance_after` the member's balance once it was posted."""
+    account_id = Account.objects.filter(member=member, kind=Account.Kind.MEMBER).values_list("pk", flat=True).get()
+    credited = Q(credit_account_id=account_id)
+    return (
+        Transfer.objects.filter(tenant=tenant)
+        .filter(credited | Q(debit_account_id=account_id))
+        .annotate(
+            points=Case(When(credited, then=F("amount")), default=-F("amount"), output_field=IntegerField()),
+            balance_after=Case(
+                When(credited, then=F("credit_balance_after")),
+                default=F("debit_balance_after"),
+                output_field=IntegerField(),
+            ),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def account_balance(*, account: Account) -> int:
+    """A member account's balance column, or a system account's balance derived from transfers."""
+    if not account.is_system:
+        return account.balance
+    credits = Transfer.objects.filter(credit_account=account).aggregate(s=Coalesce(Sum("amount"), 0))["s"]
+    debits = Transfer.objects.filter(debit_account=account).aggregate(s=Coalesce(Sum("amount"), 0))["s"]
+    return credits - debits
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    """The ledger's invariants for one tenant. `ok` when all of them hold."""
+
+    balances_sum: int
+    member_mismatches: list[tuple[str, int, int]]  # (memberRef, balance column, sum of transfers)
+    negative_balances: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.balances_sum == 0 and not self.member_mismatches and not self.negative_balances
+
+
+def ledger_verify(*, tenant: Tenant) -> LedgerReport:
+    """Check: all balances sum to zero; each member's balance equals the sum of its transfers."""
+    credits = dict(
+        Transfer.objects.filter(tenant=tenant).values_list("credit_account").annotate(s=Sum("amount"))
+    )
+    debits = dict(Transfer.objects.filter(tenant=tenant).values_list("debit_account").annotate(s=Sum("amount")))
+    total = 0
+    mismatches, negative = [], []
+    for account in Account.objects.filter(tenant=tenant).select_related("member"):
+        derived = credits.get(account.pk, 0) - debits.get(account.pk, 0)
+        if account.is_system:
+            total += derived
+            continue
+        total += account.balance
+        if account.balance != derived:
+            mismatches.append((account.member.external_ref, account.balance, derived))
+        if account.balance < 0:
+            negative.append(account.member.external_ref)
+    return LedgerReport(balances_sum=total, member_mismatches=mismatches, negative_balances=negative)

@@ -1,0 +1,159 @@
+import uuid
+import zoneinfo
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+currency_validator = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. USD.")
+locale_validator = RegexValidator(
+    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a BCP 47 language tag, e.g. en or pt-BR."
+)
+
+
+def validate_timezone(value: str) -> None:
+    # A validator, not choices: the zone list follows the machine's tzdata, which the
+    # migrations must not.
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError("Unknown time zone %(value)s.", code="invalid_choice", params={"value": value})
+
+
+class Tenant(models.Model):
+    """A merchant running a loyalty program; every other row belongs to one."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE", "Active"
+        SUSPENDED = "SUSPENDED", "Suspended"
+
+    class Rounding(models.TextChoices):
+        FLOOR = "FLOOR", "Round down"
+        HALF_UP = "HALF_UP", "Round half up"
+        HALF_EVEN = "HALF_EVEN", "Round half to even"
+        CEILING = "CEILING", "Round up"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    currency = models.CharField(max_length=3, default="USD", validators=[currency_validator])
+    point_value = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal("0.01"),
+        validators=[MinValueValidator(Decimal("0.000001"))],
+        help_text="Money (in the tenant's currency) that one point is worth.",
+    )
+    earn_rate = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Points earned per unit of currency spent.",
+    )
+    rounding = models.CharField(max_length=16, choices=Rounding.choices, default=Rounding.FLOOR)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    default_locale = models.CharField(max_length=35, default="en", validators=[locale_validator])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(point_value__gt=0), name="tenant_point_value_positive"),
+            models.CheckConstraint(condition=Q(earn_rate__gte=0), name="tenant_earn_rate_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class ApiKey(models.Model):
+    """A tenant's server-to-server credential. Only a SHA-256 of the key is stored."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, help_text="The first characters of the key, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class Operator(models.Model):
+    """A Django user who runs one tenant's program from the back office."""
+
+    class Role(models.TextChoices):
+        ADMIN = "ADMIN", "Admin: everything in the tenant"
+        SUPPORT = "SUPPORT", "Support: members and adjustments"
+        VIEWER = "VIEWER", "Viewer: read only"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operator")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="operators")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class Limit(models.Model):
+    """A cap on points issued (seed LIMIT). GLOBAL caps the whole tenant; USER without a
+    member is the default cap for each member; USER with a member overrides it."""
+
+    class Scope(models.TextChoices):
+        GLOBAL = "GLOBAL", "Tenant-wide"
+        USER = "USER", "Per member"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="limits")
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    member_ref = models.CharField(
+        max_length=128, blank=True, default="", help_text="Set for one member's override."
+    )
+    max_per_day = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(0)])
+    max_total = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(0)])
+    window_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Window of max_total in days; empty means lifetime."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "member_ref"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "scope", "member_ref"], name="limit_unique_per_scope"),
+            models.CheckConstraint(
+                condition=Q(scope="USER") | Q(member_ref=""), name="limit_member_only_for_user_scope"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_per_day__isnull=True) | Q(max_per_day__gte=0), name="limit_max_per_day_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_total__isnull=True) | Q(max_total__gte=0), name="limit_max_total_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(window_days__isnull=True) | Q(window_days__gte=1), name="limit_window_days_gte_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f" {self.member_ref}" if self.member_ref else ""
+        return f"{self.tenant} {self.scope}{who}"

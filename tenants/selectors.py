@@ -1,0 +1,64 @@
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from core.exceptions import NotFound
+from core.ids import uuid_or_none
+from tenants.models import ApiKey, Limit, Tenant
+from tenants.services import api_key_hash
+
+
+def tenant_get(*, tenant_id) -> Tenant:
+    pk = uuid_or_none(tenant_id)
+    tenant = Tenant.objects.filter(pk=pk).first() if pk else None
+    if tenant is None:
+        raise NotFound("Tenant not found.")
+    return tenant
+
+
+def api_key_get_by_raw(*, raw: str) -> ApiKey | None:
+    return ApiKey.objects.select_related("tenant").filter(key_hash=api_key_hash(raw)).first()
+
+
+def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(tenant=tenant).order_by("-created_at")
+
+
+def api_key_get(*, tenant: Tenant, key_id) -> ApiKey:
+    pk = uuid_or_none(key_id)
+    api_key = ApiKey.objects.filter(tenant=tenant, pk=pk).first() if pk else None
+    if api_key is None:
+        raise NotFound("API key not found.")
+    return api_key
+
+
+@dataclass(frozen=True)
+class EffectiveLimit:
+    scope: str
+    max_per_day: int | None
+    max_total: int | None
+    window_days: int | None
+    source: str  # "tenant", "member" or "none"
+    member_ref: str = ""
+
+
+def _effective(limit: Limit | None, *, scope: str, source: str, member_ref: str = "") -> EffectiveLimit:
+    if limit is None:
+        return EffectiveLimit(scope, None, None, None, "none", member_ref)
+    return EffectiveLimit(scope, limit.max_per_day, limit.max_total, limit.window_days, source, member_ref)
+
+
+def limits_effective(*, tenant: Tenant, member_ref: str | None = None) -> dict[str, EffectiveLimit]:
+    """The limits in force: tenant-wide, and per member (a member's override wins)."""
+    limits = {(lim.scope, lim.member_ref): lim for lim in Limit.objects.filter(tenant=tenant)}
+    result = {
+        "global": _effective(limits.get(("GLOBAL", "")), scope="GLOBAL", source="tenant"),
+        "user": _effective(limits.get(("USER", "")), scope="USER", source="tenant"),
+    }
+    if member_ref:
+        override = limits.get(("USER", member_ref))
+        if override is not None:
+            result["user"] = _effective(override, scope="USER", source="member", member_ref=member_ref)
+        else:
+            result["user"] = EffectiveLimit(**{**result["user"].__dict__, "member_ref": member_ref})
+    return result

@@ -1,0 +1,1 @@
+"""VIP tiers. Models arrive with the issue that builds this context (see DESIGN.md)."""
