@@ -42,9 +42,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", default=not os.environ.get("DATABASE_URL"))
 # The embedded default is only for a local checkout; any real deployment sets SECRET_KEY.
 SECRET_KEY = os.environ.get("SECRET_KEY") or "local-development-only-not-a-secret"
-if not DEBUG and SECRET_KEY == "local-development-only-not-a-secret" and env_bool(
-    "REQUIRE_SECRET_KEY", default=False
-):
+if not DEBUG and SECRET_KEY == "local-development-only-not-a-secret" and env_bool("REQUIRE_SECRET_KEY", default=False):
     raise ImproperlyConfigured("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])

@@ -85,9 +85,7 @@ def idempotent(view_method):
         if key is None:
             return view_method(self, request, *args, **kwargs)
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
-            raise IdempotencyKeyInvalid(
-                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", field=HEADER
-            )
+            raise IdempotencyKeyInvalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", field=HEADER)
         scope = _scope(request)
         existing = _claim(scope=scope, key=key, fingerprint=_fingerprint(request), now=timezone.now())
         if existing is not None:

@@ -44,12 +44,11 @@ def system_account_get(*, tenant: Tenant, kind: str) -> Account:
 
 def _move(account_id: int, delta: int) -> int | None:
     """Add delta to a member account's balance; None if that would make it negative."""
+    # The table name comes from the model; every value is a parameter.
     table = connection.ops.quote_name(Account._meta.db_table)
+    sql = f"UPDATE {table} SET balance = balance + %s WHERE id = %s AND balance + %s >= 0 RETURNING balance"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET balance = balance + %s WHERE id = %s AND balance + %s >= 0 RETURNING balance",
-            [delta, account_id, delta],
-        )
+        cursor.execute(sql, [delta, account_id, delta])
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -25,9 +25,7 @@ class Member(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "external_ref"], name="member_ref_unique_per_tenant")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_ref"], name="member_ref_unique_per_tenant")]
         indexes = [models.Index(fields=["tenant", "-created_at"], name="member_tenant_created")]
 
     def __str__(self) -> str:
@@ -57,9 +55,7 @@ class Account(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="accounts")
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    member = models.ForeignKey(
-        Member, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts"
-    )
+    member = models.ForeignKey(Member, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
     balance = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -75,9 +75,7 @@ class LedgerReport:
 
 def ledger_verify(*, tenant: Tenant) -> LedgerReport:
     """Check: all balances sum to zero; each member's balance equals the sum of its transfers."""
-    credits = dict(
-        Transfer.objects.filter(tenant=tenant).values_list("credit_account").annotate(s=Sum("amount"))
-    )
+    credits = dict(Transfer.objects.filter(tenant=tenant).values_list("credit_account").annotate(s=Sum("amount")))
     debits = dict(Transfer.objects.filter(tenant=tenant).values_list("debit_account").annotate(s=Sum("amount")))
     total = 0
     mismatches, negative = [], []

@@ -14,8 +14,8 @@ from tenants.models import Tenant
 __all__ = [
     "TransferResult",
     "member_create",
-    "member_update",
     "member_token_issue",
+    "member_update",
     "points_adjust",
 ]
 

@@ -9,9 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 currency_validator = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. USD.")
-locale_validator = RegexValidator(
-    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a BCP 47 language tag, e.g. en or pt-BR."
-)
+locale_validator = RegexValidator(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a BCP 47 language tag, e.g. en or pt-BR.")
 
 
 def validate_timezone(value: str) -> None:
@@ -125,9 +123,7 @@ class Limit(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="limits")
     scope = models.CharField(max_length=8, choices=Scope.choices)
-    member_ref = models.CharField(
-        max_length=128, blank=True, default="", help_text="Set for one member's override."
-    )
+    member_ref = models.CharField(max_length=128, blank=True, default="", help_text="Set for one member's override.")
     max_per_day = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(0)])
     max_total = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(0)])
     window_days = models.PositiveIntegerField(

@@ -83,7 +83,5 @@ def tenant_create(
 def limit_upsert(*, tenant: Tenant, scope: str, member_ref: str = "", **values) -> Limit:
     """Create or replace the limit for a scope (and member, for an override)."""
     fields = {f: values.get(f) for f in LIMIT_FIELDS}
-    limit, _ = Limit.objects.update_or_create(
-        tenant=tenant, scope=scope, member_ref=member_ref, defaults=fields
-    )
+    limit, _ = Limit.objects.update_or_create(tenant=tenant, scope=scope, member_ref=member_ref, defaults=fields)
     return limit

@@ -142,7 +142,9 @@ class MeApi(APIView):
     @extend_schema(summary="The member's own profile and balance", responses=MemberSerializer)
     def get(self, request):
         member = request.user.member
-        return Response(MemberSerializer(selectors.member_get(tenant=member.tenant, external_ref=member.external_ref)).data)
+        return Response(
+            MemberSerializer(selectors.member_get(tenant=member.tenant, external_ref=member.external_ref)).data
+        )
 
 
 class MeTransferListApi(ListAPIView):

@@ -7,9 +7,7 @@ from tenants.models import ApiKey, Limit, Tenant
 class LimitValuesSerializer(serializers.Serializer):
     max_per_day = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
     max_total = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
-    window_days = serializers.IntegerField(
-        min_value=1, max_value=3650, allow_null=True, required=False, default=None
-    )
+    window_days = serializers.IntegerField(min_value=1, max_value=3650, allow_null=True, required=False, default=None)
 
 
 class InitialLimitsSerializer(serializers.Serializer):
@@ -103,9 +101,7 @@ class EffectiveLimitSerializer(serializers.Serializer):
     max_per_day = serializers.IntegerField(allow_null=True)
     max_total = serializers.IntegerField(allow_null=True)
     window_days = serializers.IntegerField(allow_null=True)
-    source = serializers.ChoiceField(
-        choices=["tenant", "member", "none"], help_text="Where the values come from."
-    )
+    source = serializers.ChoiceField(choices=["tenant", "member", "none"], help_text="Where the values come from.")
     member_ref = serializers.CharField(allow_blank=True)
 
 

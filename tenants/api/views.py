@@ -7,9 +7,9 @@ from rest_framework.views import APIView
 
 from core.api.permissions import IsPlatformAdmin, IsTenantClient, IsTenantClientOrPlatformAdmin
 from core.api.principals import is_platform_admin, request_tenant
+from core.api.schema import IDEMPOTENCY_KEY_HEADER
 from core.exceptions import NotFound
 from core.idempotency import idempotent
-from core.api.schema import IDEMPOTENCY_KEY_HEADER
 from tenants.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeySerializer,
@@ -75,9 +75,7 @@ class TenantDetailApi(APIView):
         return Response(TenantSerializer(tenant_from_path(request, tenant_id)).data)
 
 
-MEMBER_REF_PARAM = OpenApiParameter(
-    "memberRef", str, description="Give this member's effective per-member limit."
-)
+MEMBER_REF_PARAM = OpenApiParameter("memberRef", str, description="Give this member's effective per-member limit.")
 
 
 class TenantLimitsApi(APIView):

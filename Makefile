@@ -1,0 +1,60 @@
+# The two commands: `make run` and `make test`. Everything else is a helper for them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+DEPS := $(VENV)/.deps-installed
+
+# Tests always run on PostgreSQL and Redis (local defaults, or the caller's URLs).
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/loyalty)
+TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
+
+.PHONY: run test setup lint check-migrations contracts pytest bench services lock clean
+
+$(DEPS): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing dependencies into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+setup: $(DEPS)
+
+## make run: set up and start the platform (embedded defaults unless DATABASE_URL/REDIS_URL/CELERY_BROKER_URL)
+run: $(DEPS)
+	@$(PY) manage.py migrate --noinput
+	@$(PY) manage.py seed_demo
+	@bash scripts/run.sh
+
+## make test: lint, contracts, migrations check and the whole suite on PostgreSQL and Redis
+test: $(DEPS)
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
+	@echo "==> ruff check" && $(BIN)/ruff check .
+	@echo "==> ruff format --check" && $(BIN)/ruff format --check .
+	@echo "==> import contracts" && $(BIN)/lint-imports
+	@echo "==> makemigrations --check" && DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
+		$(PY) manage.py makemigrations --check --dry-run
+	@echo "==> pytest" && DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
+		$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(DEPS)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
+
+format: $(DEPS)
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+## make bench: benchmarks under bench/ (PostgreSQL and Redis); prints figures
+bench: $(DEPS)
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) bench/run.py
+
+## make lock: re-pin requirements*.txt from requirements*.in
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet pip-tools
+	$(BIN)/pip-compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links requirements.in -o requirements.txt
+	$(BIN)/pip-compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links requirements-dev.in -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache

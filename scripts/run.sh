@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Start the platform: an ASGI server (HTTP + WebSocket) and, when CELERY_BROKER_URL is set,
+# a Celery worker with the beat scheduler. Ctrl-C stops everything.
+set -euo pipefail
+BIN=${VENV:-.venv}/bin
+PORT=${PORT:-8000}
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+if [ -n "${CELERY_BROKER_URL:-}" ]; then
+  echo "==> starting a Celery worker (with beat) on $CELERY_BROKER_URL"
+  "$BIN/celery" -A config worker --beat --loglevel INFO &
+  pids+=($!)
+else
+  echo "==> no CELERY_BROKER_URL: background tasks run in-process"
+fi
+
+cat <<MSG
+
+  Loyalty platform on http://127.0.0.1:$PORT
+    API docs      http://127.0.0.1:$PORT/api/docs/
+    Back office   http://127.0.0.1:$PORT/admin/   (logins printed above by seed_demo)
+    Health        http://127.0.0.1:$PORT/health  /ready  /metrics
+
+MSG
+"$BIN/python" manage.py runserver "0.0.0.0:$PORT" &
+pids+=($!)
+wait -n "${pids[@]}"
