@@ -202,7 +202,8 @@ DRF_STANDARDIZED_ERRORS = {
     "EXCEPTION_FORMATTER_CLASS": "core.api.errors.ExceptionFormatter",
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
     "NESTED_FIELD_SEPARATOR": ".",
-    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "409", "415", "422"],
+    # 409 and 422 are documented per endpoint, where a domain rule can raise them.
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "415", "500"],
 }
 
 # Nested free-form JSON (member attributes, explanations) keeps the client's own keys.
@@ -230,6 +231,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
+        "TenantStatusEnum": "tenants.models.Tenant.Status",
+        "MemberStatusEnum": "rewards.models.Member.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
@@ -246,6 +249,7 @@ SPECTACULAR_SETTINGS = {
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
         "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",
         "core.api.schema.camelize_error_attrs",
+        "core.api.schema.add_request_id_to_errors",
     ],
 }
 
@@ -319,6 +323,7 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
     },
 }
 

@@ -1,5 +1,6 @@
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from drf_standardized_errors.openapi import AutoSchema as StandardizedErrorsAutoSchema
+from rest_framework import serializers
 
 from core.api.casing import camel
 
@@ -28,4 +29,34 @@ def camelize_error_attrs(result, generator, request, public):
         attr = schema.get("properties", {}).get("attr")
         if isinstance(attr, dict) and "enum" in attr:
             attr["enum"] = [camel(value) if isinstance(value, str) else value for value in attr["enum"]]
+    return result
+
+
+class DomainErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable, e.g. insufficient_points.")
+    detail = serializers.CharField()
+    attr = serializers.CharField(allow_null=True, help_text="The field at fault, as spelled on the wire.")
+
+
+class DomainErrorResponseSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["client_error"])
+    errors = DomainErrorSerializer(many=True)
+    request_id = serializers.CharField()
+
+
+def domain_errors(**descriptions: str) -> dict:
+    """Document 409/422 answers of an endpoint: `domain_errors(e409="...", e422="...")`."""
+    return {
+        int(key[1:]): OpenApiResponse(DomainErrorResponseSerializer, description=text)
+        for key, text in descriptions.items()
+    }
+
+
+def add_request_id_to_errors(result, generator, request, public):
+    """Every error body carries the request id (also in the X-Request-ID header)."""
+    for schema in result.get("components", {}).get("schemas", {}).values():
+        props = schema.get("properties", {})
+        if "type" in props and "errors" in props and "requestId" not in props:
+            props["requestId"] = {"type": "string", "description": "Also sent as the X-Request-ID header."}
+            schema.setdefault("required", []).append("requestId")
     return result

@@ -1,5 +1,5 @@
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from core.api.pagination import LedgerCursorPagination
 from core.api.permissions import IsMember
 from core.api.principals import ApiClient
-from core.api.schema import IDEMPOTENCY_KEY_HEADER
+from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantAPIView
 from core.idempotency import idempotent
 from rewards import selectors, services
@@ -22,6 +22,7 @@ from rewards.api.serializers import (
     MemberUpdateSerializer,
     TransferSerializer,
 )
+from rewards.models import Member, Transfer
 
 
 def actor_of(request) -> str:
@@ -32,6 +33,7 @@ def actor_of(request) -> str:
 
 
 class MemberListCreateApi(TenantAPIView, ListAPIView):
+    queryset = Member.objects.none()  # for the schema; requests use get_queryset
     serializer_class = MemberSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = MemberFilter
@@ -46,7 +48,13 @@ class MemberListCreateApi(TenantAPIView, ListAPIView):
     @extend_schema(
         summary="Create a member",
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer},
+        responses={
+            201: MemberSerializer,
+            **domain_errors(
+                e409="memberRef already exists, or the Idempotency-Key is in flight",
+                e422="Idempotency-Key reused with another body",
+            ),
+        },
         parameters=[IDEMPOTENCY_KEY_HEADER],
     )
     @idempotent
@@ -85,7 +93,14 @@ class MemberAdjustmentApi(TenantAPIView):
         description="An operator credit (positive points) or debit (negative). A debit never takes "
         "the balance below zero (422 `insufficient_points`).",
         request=AdjustmentSerializer,
-        responses={201: AdjustmentResultSerializer},
+        responses={
+            200: OpenApiResponse(AdjustmentResultSerializer, description="Replay of an earlier identical adjustment"),
+            201: AdjustmentResultSerializer,
+            **domain_errors(
+                e409="The Idempotency-Key is in flight",
+                e422="insufficient_points, member_inactive, or an Idempotency-Key reused with another body",
+            ),
+        },
         parameters=[IDEMPOTENCY_KEY_HEADER],
     )
     @idempotent
@@ -112,6 +127,8 @@ class MemberTransferListApi(TenantAPIView, ListAPIView):
     serializer_class = TransferSerializer
     pagination_class = LedgerCursorPagination
 
+    queryset = Transfer.objects.none()  # for the schema; requests use get_queryset
+
     def get_queryset(self):
         member = selectors.member_get(tenant=self.tenant, external_ref=self.kwargs["member_ref"])
         return selectors.transfer_list(tenant=self.tenant, member=member)
@@ -127,7 +144,7 @@ class MemberTokenApi(TenantAPIView):
         description="Exchange the tenant's API key for a short-lived token the member's app sends "
         "as `Authorization: Bearer`.",
         request=None,
-        responses={201: MemberTokenSerializer},
+        responses={201: MemberTokenSerializer, **domain_errors(e422="member_inactive: the member is not active")},
     )
     def post(self, request, member_ref):
         member = selectors.member_get(tenant=self.tenant, external_ref=member_ref)
@@ -151,6 +168,8 @@ class MeTransferListApi(ListAPIView):
     permission_classes = [IsMember]
     serializer_class = TransferSerializer
     pagination_class = LedgerCursorPagination
+
+    queryset = Transfer.objects.none()  # for the schema; requests use get_queryset
 
     def get_queryset(self):
         member = self.request.user.member

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from core.api.permissions import IsPlatformAdmin, IsTenantClient, IsTenantClientOrPlatformAdmin
 from core.api.principals import is_platform_admin, request_tenant
-from core.api.schema import IDEMPOTENCY_KEY_HEADER
+from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.exceptions import NotFound
 from core.idempotency import idempotent
 from tenants.api.serializers import (
@@ -51,7 +51,13 @@ class TenantListCreateApi(ListAPIView):
         summary="Create a tenant",
         description="Creates the tenant and its default limits, and returns its first API key once.",
         request=TenantCreateSerializer,
-        responses={201: TenantCreatedSerializer},
+        responses={
+            201: TenantCreatedSerializer,
+            **domain_errors(
+                e409="The slug is taken, or the Idempotency-Key is in flight",
+                e422="Idempotency-Key reused with another body",
+            ),
+        },
         parameters=[IDEMPOTENCY_KEY_HEADER],
     )
     @idempotent
@@ -147,7 +153,9 @@ class ApiKeyListCreateApi(APIView):
 class ApiKeyRevokeApi(APIView):
     permission_classes = [IsTenantClient]
 
-    @extend_schema(summary="Revoke an API key", request=None, responses=ApiKeySerializer)
+    @extend_schema(
+        summary="Revoke an API key", operation_id="tenant_api_key_revoke", request=None, responses=ApiKeySerializer
+    )
     def post(self, request, tenant_id, key_id):
         tenant = tenant_from_path(request, tenant_id)
         api_key = api_key_revoke(api_key=api_key_get(tenant=tenant, key_id=key_id))
