@@ -6,6 +6,7 @@ in-memory channel layer and eager Celery tasks. `DATABASE_URL`, `REDIS_URL` and
 """
 
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -324,6 +325,7 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
+        "django_guid": {"level": "WARNING"},
     },
 }
 
@@ -340,6 +342,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Without collectstatic, WhiteNoise serves from the app finders; the empty STATIC_ROOT is expected.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 # Behind a TLS-terminating proxy.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,0 +1,105 @@
+"""Benchmarks: run with `make bench` (PostgreSQL and Redis). Prints medians and rates.
+
+The benchmarks run in a throwaway database (created and dropped like a test database), so
+figures include real PostgreSQL round trips; compare them as ratios between runs on the
+same machine.
+"""
+
+import os
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from rewards.services import member_create, points_adjust  # noqa: E402
+from tenants.services import tenant_create  # noqa: E402
+
+
+def progress(label: str, done: int, total: int) -> None:
+    print(f"\r  {label}: {done}/{total}", end="" if done < total else "\n", flush=True)
+
+
+def timed(fn, n: int, label: str) -> list[float]:
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - started) * 1000)
+        if (i + 1) % max(1, n // 10) == 0:
+            progress(label, i + 1, n)
+    return samples
+
+
+def report(label: str, samples: list[float]) -> None:
+    samples = sorted(samples)
+    p95 = samples[int(len(samples) * 0.95) - 1]
+    print(f"  {label}: n={len(samples)} median={statistics.median(samples):.2f} ms p95={p95:.2f} ms")
+
+
+def main() -> None:
+    setup_test_environment()
+    # Its own database name, so a benchmark never touches the test suite's database.
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{connection.settings_dict['NAME']}"
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        run()
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def run() -> None:
+    print(f"machine: {os.cpu_count()} cores, database {connection.vendor}")
+    tenant, issued = tenant_create(name=f"bench-{uuid.uuid4().hex[:8]}")
+    members = [member_create(tenant=tenant, external_ref=f"b-{i}") for i in range(50)]
+
+    # 1. Service-level credits, one member after another.
+    samples = timed(
+        lambda i: points_adjust(tenant=tenant, member=members[i % 50], points=10, reason="bench", actor="bench"),
+        500,
+        "service credit",
+    )
+    report("service credit (sequential)", samples)
+
+    # 2. Concurrent credits for different members: no shared hot row, so they should scale.
+    def credit(i: int) -> None:
+        points_adjust(tenant=tenant, member=members[i % 50], points=1, reason="bench", actor="bench")
+        connection.close()
+
+    for workers in (1, 4):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(credit, range(400)))
+        elapsed = time.perf_counter() - started
+        print(f"  concurrent credits, {workers} threads: {400 / elapsed:.0f} transfers/s")
+
+    # 3. The HTTP API in-process (no network): adjustment and member read.
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=issued.raw)
+    samples = timed(
+        lambda i: client.post(
+            f"/api/v1/members/b-{i % 50}/adjustments", {"points": 5, "reason": "bench"}, format="json"
+        ),
+        300,
+        "API adjustment",
+    )
+    report("POST /members/{ref}/adjustments", samples)
+    samples = timed(lambda i: client.get(f"/api/v1/members/b-{i % 50}"), 300, "API member read")
+    report("GET /members/{ref}", samples)
+
+
+if __name__ == "__main__":
+    main()
