@@ -1,15 +1,26 @@
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from core.api.principals import MemberClient, is_platform_admin, request_tenant
+from core.api.principals import ApiClient, MemberClient, is_platform_admin, request_tenant
+
+# Operator roles that may change data through the API (a VIEWER only reads).
+WRITING_ROLES = {"ADMIN", "SUPPORT"}
+
+
+def may_write(request) -> bool:
+    """API keys write; an operator writes only with a writing role."""
+    if request.method in SAFE_METHODS or isinstance(request.user, ApiClient):
+        return True
+    operator = getattr(request.user, "operator", None)
+    return operator is not None and operator.role in WRITING_ROLES
 
 
 class IsTenantClient(BasePermission):
-    """A tenant's backend (API key) or one of its operators."""
+    """A tenant's backend (API key) or one of its operators (read-only for viewers)."""
 
     message = "A tenant API key (X-API-Key) is required."
 
     def has_permission(self, request, view) -> bool:
-        return request_tenant(request) is not None
+        return request_tenant(request) is not None and may_write(request)
 
 
 class IsMember(BasePermission):
@@ -30,4 +41,4 @@ class IsTenantClientOrPlatformAdmin(BasePermission):
     message = "A tenant API key or platform administrator credentials are required."
 
     def has_permission(self, request, view) -> bool:
-        return request_tenant(request) is not None or is_platform_admin(request.user)
+        return is_platform_admin(request.user) or (request_tenant(request) is not None and may_write(request))
