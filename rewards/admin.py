@@ -1,0 +1,265 @@
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from core.admin_scoping import TenantScopedAdminMixin, adopt_saved
+from core.exceptions import DomainError
+from rewards import selectors, services
+from rewards.exceptions import IdempotencyKeyConflict
+from rewards.ledger import MAX_POINTS
+from rewards.models import Account, Member, Transfer
+from tenants.models import Operator
+
+WRITING_ROLES = (Operator.Role.ADMIN.value, Operator.Role.SUPPORT.value)
+MEMBER_EDITABLE = ("status", "locale", "attributes")
+
+
+class PointsAdjustForm(forms.Form):
+    points = forms.IntegerField(
+        min_value=-MAX_POINTS, max_value=MAX_POINTS, help_text="Positive credits the member, negative debits."
+    )
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+    # Made when the form is rendered and posted back unchanged: a second submit of the same
+    # form replays the first adjustment instead of posting another.
+    idempotency_key = forms.UUIDField(
+        widget=forms.HiddenInput, error_messages={"invalid": "This form is damaged; reload the page and try again."}
+    )
+
+    def clean_points(self):
+        points = self.cleaned_data["points"]
+        if points == 0:
+            raise forms.ValidationError("Enter a number of points other than zero.")
+        return points
+
+
+@admin.register(Member)
+class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    add_roles = change_roles = WRITING_ROLES
+
+    list_display = ("external_ref", "tenant", "status", "balance", "created_at")
+    list_filter = ("status", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("external_ref",)
+    ordering = ("-created_at", "-pk")
+
+    def get_queryset(self, request):
+        points = Account.objects.filter(member=OuterRef("pk"), kind=Account.Kind.MEMBER).values("balance")[:1]
+        return super().get_queryset(request).annotate(points_balance=Coalesce(Subquery(points), Value(0)))
+
+    @admin.display(description="balance", ordering="points_balance")
+    def balance(self, obj):
+        return getattr(obj, "points_balance", None)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("tenant", "external_ref", *MEMBER_EDITABLE)
+        return ("id", "tenant", "external_ref", "balance", *MEMBER_EDITABLE, "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The memberRef is how the tenant's systems address the member: fixed once created.
+        return () if obj is None else ("id", "external_ref", "balance", "created_at", "updated_at")
+
+    def has_delete_permission(self, request, obj=None):
+        # A member with a ledger cannot go; closing it (status) is the way out.
+        return False
+
+    def has_adjust_permission(self, request, obj=None) -> bool:
+        return self.role_allows(request, WRITING_ROLES) and self.in_scope(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.member_update(member=obj, **{name: getattr(obj, name) for name in MEMBER_EDITABLE})
+            return
+        member = services.member_create(
+            tenant=obj.tenant,
+            external_ref=obj.external_ref,
+            locale=obj.locale,
+            attributes=obj.attributes,
+            status=obj.status,
+        )
+        adopt_saved(obj, member)
+
+    def get_urls(self):
+        info = (self.opts.app_label, self.opts.model_name)
+        custom = [
+            path(
+                "<path:object_id>/adjust/",
+                self.admin_site.admin_view(self.adjust_view),
+                name="{}_{}_adjust".format(*info),
+            )
+        ]
+        # Before the defaults, whose "<object_id>/" catch-all would swallow this path.
+        return custom + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_adjust": self.has_adjust_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def adjust_view(self, request, object_id):
+        member = self.get_object(request, unquote(object_id))
+        if not self.has_adjust_permission(request, member):
+            raise PermissionDenied
+        if request.method != "POST":
+            form = PointsAdjustForm(initial={"idempotency_key": uuid.uuid4()})
+        else:
+            form = PointsAdjustForm(request.POST)
+            if form.is_valid():
+                try:
+                    result = self._post_adjustment(request, member, form.cleaned_data)
+                except IdempotencyKeyConflict:
+                    form = self._with_new_key(form)
+                    form.add_error(
+                        None,
+                        "This form was already posted with other values. Check the member's balance; "
+                        "submitting again posts a new adjustment.",
+                    )
+                except DomainError as exc:
+                    form.add_error("points" if exc.field in ("points", "amount") else None, exc.message)
+                else:
+                    balance = selectors.member_balance(member=member)
+                    if result.created:
+                        points = form.cleaned_data["points"]
+                        self.message_user(request, f"Adjusted {points:+d} points; balance now {balance}.")
+                    else:
+                        message = f"This adjustment was already posted; balance is {balance}."
+                        self.message_user(request, message, messages.WARNING)
+                    change_url = f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change"
+                    return HttpResponseRedirect(reverse(change_url, args=[member.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Adjust points: {member}",
+            "opts": self.opts,
+            "original": member,
+            "form": form,
+            "balance": selectors.member_balance(member=member),
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/rewards/member/adjust.html", context)
+
+    def _post_adjustment(self, request, member, data):
+        return services.points_adjust(
+            tenant=member.tenant,
+            member=member,
+            points=data["points"],
+            reason=data["reason"],
+            actor=f"operator:{request.user.get_username()}",
+            idempotency_key=str(data["idempotency_key"]),
+        )
+
+    def _with_new_key(self, form):
+        """The same values under a new key, so that the next submit is a new adjustment."""
+        data = form.data.copy()
+        data["idempotency_key"] = str(uuid.uuid4())
+        refreshed = PointsAdjustForm(data)
+        refreshed.is_valid()
+        return refreshed
+
+
+class MemberAccountFilter(admin.SimpleListFilter):
+    title = "owner"
+    parameter_name = "owner"
+
+    def lookups(self, request, model_admin):
+        return (("member", "Members"), ("system", "System"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "member":
+            return queryset.filter(member__isnull=False)
+        if self.value() == "system":
+            return queryset.filter(member__isnull=True)
+        return queryset
+
+
+@admin.register(Account)
+class AccountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: balances move only through ledger transfers."""
+
+    list_display = ("id", "kind", "member", "balance", "tenant", "created_at")
+    list_filter = ("kind", MemberAccountFilter, "tenant")
+    list_select_related = ("member", "tenant")
+    search_fields = ("member__external_ref__exact",)
+    search_help_text = "Exact memberRef."
+    ordering = ("tenant", "kind", "pk")
+    fields = ("tenant", "kind", "member", "current_balance", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="current balance")
+    def current_balance(self, obj):
+        # System accounts keep no balance column; theirs is derived from the transfers.
+        return selectors.account_balance(account=obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _account_label(account: Account) -> str:
+    if account.member_id is None:
+        return f"system: {account.get_kind_display()}"
+    return account.member.external_ref
+
+
+@admin.register(Transfer)
+class TransferAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """The ledger is immutable: nobody adds, changes or deletes a transfer here."""
+
+    list_display = ("created_at", "kind", "amount", "debit", "credit", "reason", "tenant")
+    list_filter = ("kind", "created_at", "tenant")
+    list_select_related = ("tenant", "debit_account__member", "credit_account__member")
+    search_fields = (
+        "idempotency_key__exact",
+        "reference_id__exact",
+        "debit_account__member__external_ref__exact",
+        "credit_account__member__external_ref__exact",
+    )
+    search_help_text = "Exact idempotency key, reference id or memberRef."
+    ordering = ("-created_at", "-id")
+    # Counting the whole ledger on every page is the slow part of a large changelist.
+    show_full_result_count = False
+    fields = (
+        "id",
+        "tenant",
+        "created_at",
+        "kind",
+        "amount",
+        "debit",
+        "credit",
+        "debit_balance_after",
+        "credit_balance_after",
+        "reason",
+        "reference_type",
+        "reference_id",
+        "idempotency_key",
+        "explanation",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="debit (from)", ordering="debit_account")
+    def debit(self, obj):
+        return _account_label(obj.debit_account)
+
+    @admin.display(description="credit (to)", ordering="credit_account")
+    def credit(self, obj):
+        return _account_label(obj.credit_account)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
