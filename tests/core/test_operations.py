@@ -138,3 +138,15 @@ def test_seed_demo_is_idempotent_and_balanced(capsys):
     # each run prints a working API key (the previous one is revoked)
     assert "demo / demo" in first and "admin / admin" in second
     assert tenant.api_keys.filter(revoked_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_nul_characters_in_json_are_a_400_naming_the_field(api_client):
+    response = api_client.post(
+        "/api/v1/members",
+        '{"memberRef": "m-nul", "attributes": {"nick": "a\\u0000b"}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "attributes.nick"
+    assert not Member.objects.filter(external_ref="m-nul").exists()
