@@ -3,8 +3,9 @@
 The first request with a key claims it by inserting a row (a unique constraint decides
 who was first, never a check-then-insert). A retry with the same body gets the stored
 response; another body is a 422; a duplicate that arrives while the first is still
-running is a 409. Only responses below 500 are stored: a request that failed on the
-server frees its key so the client can retry.
+running is a 409. Only completed responses are stored and replayed: a request that ended
+in an error (invalid input, not found, a domain refusal, a server error) frees its key, so
+the corrected request can be sent again with it.
 """
 
 import functools
@@ -55,13 +56,19 @@ def _fingerprint(request) -> str:
 
 def _claim(*, scope: str, key: str, fingerprint: str, now: datetime) -> IdempotencyRecord | None:
     """Claim the key and return None, or return the record of the request that holds it."""
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(scope=scope, key=key, fingerprint=fingerprint, locked_at=now)
-        return None
-    except IntegrityError:
-        pass
-    record = IdempotencyRecord.objects.get(scope=scope, key=key)
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.create(scope=scope, key=key, fingerprint=fingerprint, locked_at=now)
+            return None
+        except IntegrityError:
+            pass
+        record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        if record is not None:
+            break
+        # The holder failed and freed the key between our insert and our read: try again.
+    else:
+        raise IdempotencyKeyInFlight(field=HEADER)
     if record.fingerprint != fingerprint:
         raise IdempotencyKeyReused(field=HEADER)
     if record.status == IdempotencyRecord.Status.IN_FLIGHT:

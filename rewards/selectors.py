@@ -17,6 +17,9 @@ def _with_balance(queryset: QuerySet[Member]) -> QuerySet[Member]:
 
 def member_get(*, tenant: Tenant, external_ref: str) -> Member:
     """The tenant's member with its balance; another tenant's member is not found."""
+    if "\x00" in external_ref:
+        # No memberRef holds NUL, and PostgreSQL refuses it in a query (it would be a 500).
+        raise MemberNotFound(field="memberRef")
     member = _with_balance(Member.objects.filter(tenant=tenant, external_ref=external_ref)).first()
     if member is None:
         raise MemberNotFound(field="memberRef")

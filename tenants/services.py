@@ -67,13 +67,16 @@ def tenant_create(
 ) -> tuple[Tenant, IssuedApiKey]:
     """Create a tenant with its default limits and its first API key."""
     tenant = Tenant(name=name, slug=slug or _unique_slug(name), **fields)
-    tenant.full_clean()
+    # The unique slug is left to the database so that a duplicate is always the 409 below,
+    # whether or not it arrives in a race.
+    tenant.full_clean(validate_unique=False)
     try:
         with transaction.atomic():
             tenant.save(force_insert=True)
     except IntegrityError as exc:
         raise Conflict("A tenant with this slug already exists.", field="slug", code="unique") from exc
-    limits = limits or {}
+    # The API sends `global` and `user`; the settings name the scopes GLOBAL and USER.
+    limits = {scope.upper(): values for scope, values in (limits or {}).items()}
     for scope, defaults in settings.DEFAULT_TENANT_LIMITS.items():
         values = {**defaults, **(limits.get(scope) or {})}
         Limit.objects.create(tenant=tenant, scope=scope, **{f: values.get(f) for f in LIMIT_FIELDS})

@@ -1,12 +1,20 @@
+from django.db import models
 from rest_framework import serializers
 
 from core.validators import member_ref_validator
 from tenants.models import ApiKey, Limit, Tenant
 
+# The columns are bigint: a larger value would fail in the database instead of validation.
+MAX_LIMIT_VALUE = models.BigIntegerField.MAX_BIGINT
+
 
 class LimitValuesSerializer(serializers.Serializer):
-    max_per_day = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
-    max_total = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
+    max_per_day = serializers.IntegerField(
+        min_value=0, max_value=MAX_LIMIT_VALUE, allow_null=True, required=False, default=None
+    )
+    max_total = serializers.IntegerField(
+        min_value=0, max_value=MAX_LIMIT_VALUE, allow_null=True, required=False, default=None
+    )
     window_days = serializers.IntegerField(min_value=1, max_value=3650, allow_null=True, required=False, default=None)
 
 

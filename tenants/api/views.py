@@ -7,9 +7,8 @@ from rest_framework.views import APIView
 
 from core.api.permissions import IsPlatformAdmin, IsTenantClient, IsTenantClientOrPlatformAdmin
 from core.api.principals import is_platform_admin, request_tenant
-from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
+from core.api.schema import domain_errors
 from core.exceptions import NotFound
-from core.idempotency import idempotent
 from tenants.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeySerializer,
@@ -21,7 +20,7 @@ from tenants.api.serializers import (
     TenantSerializer,
     UserLimitUpsertSerializer,
 )
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_key_get, api_key_list, limits_effective, tenant_get
 from tenants.services import api_key_create, api_key_revoke, limit_upsert, tenant_create
 
@@ -39,7 +38,9 @@ def tenant_from_path(request, tenant_id) -> Tenant:
 
 
 def _issued_key_data(issued) -> dict:
-    return {**ApiKeySerializer(issued.api_key).data, "key": issued.raw}
+    """The new key's fields and, this once, the key itself."""
+    issued.api_key.key = issued.raw
+    return IssuedApiKeySerializer(issued.api_key).data
 
 
 class TenantListCreateApi(ListAPIView):
@@ -51,17 +52,11 @@ class TenantListCreateApi(ListAPIView):
         summary="Create a tenant",
         description="Creates the tenant and its default limits, and returns its first API key once.",
         request=TenantCreateSerializer,
-        responses={
-            201: TenantCreatedSerializer,
-            **domain_errors(
-                e409="The slug is taken, or the Idempotency-Key is in flight",
-                e422="Idempotency-Key reused with another body",
-            ),
-        },
-        parameters=[IDEMPOTENCY_KEY_HEADER],
+        responses={201: TenantCreatedSerializer, **domain_errors(e409="The slug is taken")},
     )
-    @idempotent
     def post(self, request):
+        # Not behind Idempotency-Key: a replay would have to store the raw API key. The slug
+        # makes a retry safe instead (a second create with the same slug is a 409).
         serializer = TenantCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         tenant, issued = tenant_create(**serializer.validated_data)
@@ -128,13 +123,17 @@ class TenantUserLimitsApi(APIView):
         return Response(EffectiveLimitsSerializer(limits_effective(tenant=tenant, member_ref=member_ref)).data)
 
 
-class ApiKeyListCreateApi(APIView):
+class ApiKeyListCreateApi(ListAPIView):
     permission_classes = [IsTenantClient]
+    serializer_class = ApiKeySerializer
+    queryset = ApiKey.objects.none()  # for the schema; requests use get_queryset
 
-    @extend_schema(summary="List API keys", responses=ApiKeySerializer(many=True))
-    def get(self, request, tenant_id):
-        tenant = tenant_from_path(request, tenant_id)
-        return Response(ApiKeySerializer(api_key_list(tenant=tenant), many=True).data)
+    def get_queryset(self):
+        return api_key_list(tenant=tenant_from_path(self.request, self.kwargs["tenant_id"]))
+
+    @extend_schema(summary="List API keys (secrets are never shown again)")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         summary="Create an API key",

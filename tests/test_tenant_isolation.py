@@ -1,0 +1,247 @@
+"""Every endpoint tried with another tenant's ids: tenant B's credentials against tenant A's
+tenantId, memberRef and API key id get a 404 (or B's own data), and nothing in A changes.
+
+The table below must name every route and method under /api/v1/: a new endpoint fails
+`test_every_api_route_is_in_the_table` until it is added here.
+"""
+
+import json
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from rewards import selectors, services
+from rewards.models import Account, Member, Transfer
+from tenants.models import ApiKey, Limit
+from tenants.services import limit_upsert
+from tests.core.shapes import assert_error
+from tests.factories import MemberFactory
+
+A_REF = "alice-of-a"
+B_REF = "bob-of-b"
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Case:
+    route: str  # as Django spells it, e.g. "api/v1/members/<str:member_ref>"
+    method: str
+    path: str  # with {a_tenant}, {b_tenant}, {a_ref}, {a_key}
+    status: int
+    body: dict | None = None
+    caller: str = "b_key"  # or "b_token": tenant B's member app
+
+    @property
+    def id(self) -> str:
+        return f"{self.method.upper()} {self.path}" + (" (member token)" if self.caller == "b_token" else "")
+
+
+CASES = [
+    # Platform-admin endpoints: a tenant's key gets nothing, whatever it names.
+    Case("api/v1/tenants", "get", "/api/v1/tenants", 403),
+    Case("api/v1/tenants", "post", "/api/v1/tenants", 403, {"name": "Hijack", "slug": "hijack"}),
+    # Tenant A named in the path.
+    Case("api/v1/tenants/<str:tenant_id>", "get", "/api/v1/tenants/{a_tenant}", 404),
+    Case("api/v1/tenants/<str:tenant_id>/limits", "get", "/api/v1/tenants/{a_tenant}/limits", 404),
+    Case("api/v1/tenants/<str:tenant_id>/limits", "get", "/api/v1/tenants/{a_tenant}/limits?memberRef={a_ref}", 404),
+    Case(
+        "api/v1/tenants/<str:tenant_id>/limits",
+        "post",
+        "/api/v1/tenants/{a_tenant}/limits",
+        404,
+        {"scope": "GLOBAL", "maxPerDay": 1},
+    ),
+    Case(
+        "api/v1/tenants/<str:tenant_id>/user-limits",
+        "post",
+        "/api/v1/tenants/{a_tenant}/user-limits",
+        404,
+        {"memberRef": A_REF, "maxPerDay": 1},
+    ),
+    Case("api/v1/tenants/<str:tenant_id>/api-keys", "get", "/api/v1/tenants/{a_tenant}/api-keys", 404),
+    Case("api/v1/tenants/<str:tenant_id>/api-keys", "post", "/api/v1/tenants/{a_tenant}/api-keys", 404, {"name": "x"}),
+    Case(
+        "api/v1/tenants/<str:tenant_id>/api-keys/<str:key_id>:revoke",
+        "post",
+        "/api/v1/tenants/{a_tenant}/api-keys/{a_key}:revoke",
+        404,
+    ),
+    # B's own tenant id with A's key id: the key is looked up within B.
+    Case(
+        "api/v1/tenants/<str:tenant_id>/api-keys/<str:key_id>:revoke",
+        "post",
+        "/api/v1/tenants/{b_tenant}/api-keys/{a_key}:revoke",
+        404,
+    ),
+    # Members: memberRefs are per tenant, so B's lists and creations are B's own.
+    Case("api/v1/members", "get", "/api/v1/members?memberRefPrefix={a_ref}", 200),
+    Case("api/v1/members", "post", "/api/v1/members", 201, {"memberRef": A_REF, "attributes": {"from": "b"}}),
+    Case("api/v1/members/<str:member_ref>", "get", "/api/v1/members/{a_ref}", 404),
+    Case("api/v1/members/<str:member_ref>", "patch", "/api/v1/members/{a_ref}", 404, {"status": "CLOSED"}),
+    Case(
+        "api/v1/members/<str:member_ref>/adjustments",
+        "post",
+        "/api/v1/members/{a_ref}/adjustments",
+        404,
+        {"points": -100, "reason": "take it"},
+    ),
+    Case("api/v1/members/<str:member_ref>/transfers", "get", "/api/v1/members/{a_ref}/transfers", 404),
+    Case("api/v1/members/<str:member_ref>/token", "post", "/api/v1/members/{a_ref}/token", 404),
+    # A member app of tenant B sees only its own member.
+    Case("api/v1/me", "get", "/api/v1/me", 200, caller="b_token"),
+    Case("api/v1/me/transfers", "get", "/api/v1/me/transfers", 200, caller="b_token"),
+    Case("api/v1/me", "get", "/api/v1/me", 403),
+]
+
+
+def api_routes() -> dict[str, set[str]]:
+    """Every route under api/v1/ with the HTTP methods its view handles."""
+    routes: dict[str, set[str]] = {}
+
+    def walk(patterns, prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+                view = getattr(pattern.callback, "view_class", None)
+                assert view is not None, f"{route} is not a class-based view; list its methods by hand"
+                routes[route] = {m for m in METHODS if hasattr(view, m)}
+
+    walk(get_resolver().url_patterns, "")
+    return routes
+
+
+def test_every_api_route_is_in_the_table():
+    routes = api_routes()
+    served = {(route, method) for route, methods in routes.items() for method in methods}
+    tabled = {(case.route, case.method) for case in CASES}
+
+    assert routes, "no routes found under api/v1/"
+    assert not served - tabled, f"add these to the tenant isolation table: {sorted(served - tabled)}"
+    assert not tabled - served, f"the table names routes the API does not serve: {sorted(tabled - served)}"
+
+
+def client_with(**credentials) -> APIClient:
+    client = APIClient()
+    client.credentials(**credentials)
+    return client
+
+
+@pytest.fixture
+def world(tenant, other_tenant):
+    """Tenant A with a member holding points, a member limit and an API key; tenant B with
+    its own member and a token for it."""
+    a_member = MemberFactory(tenant=tenant, external_ref=A_REF, attributes={"tier": "gold"})
+    services.points_adjust(tenant=tenant, member=a_member, points=100, reason="seed", actor="test")
+    limit_upsert(tenant=tenant, scope="USER", member_ref=A_REF, max_per_day=10)
+    b_member = MemberFactory(tenant=other_tenant, external_ref=B_REF)
+    services.points_adjust(tenant=other_tenant, member=b_member, points=7, reason="b seed", actor="test")
+    b_token, _ = services.member_token_issue(member=b_member)
+    return SimpleNamespace(
+        a=tenant,
+        b=other_tenant,
+        a_member=a_member,
+        b_member=b_member,
+        a_key=ApiKey.objects.get(tenant=tenant),
+        a_client=client_with(HTTP_X_API_KEY=tenant.raw_api_key),
+        callers={
+            "b_key": client_with(HTTP_X_API_KEY=other_tenant.raw_api_key),
+            "b_token": client_with(HTTP_AUTHORIZATION=f"Bearer {b_token}"),
+        },
+    )
+
+
+def tenant_state(tenant) -> dict:
+    return {
+        "tenant": (tenant.slug, tenant.name, tenant.status),
+        "members": list(
+            Member.objects.filter(tenant=tenant)
+            .order_by("external_ref")
+            .values_list("external_ref", "status", "locale", "attributes")
+        ),
+        "balances": list(Account.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "balance")),
+        "transfers": Transfer.objects.filter(tenant=tenant).count(),
+        "limits": list(
+            Limit.objects.filter(tenant=tenant)
+            .order_by("scope", "member_ref")
+            .values_list("scope", "member_ref", "max_per_day", "max_total", "window_days")
+        ),
+        "keys": list(ApiKey.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "revoked_at")),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
+    # given tenant A's state
+    before = tenant_state(world.a)
+    path = case.path.format(a_tenant=world.a.pk, b_tenant=world.b.pk, a_ref=A_REF, a_key=world.a_key.pk)
+
+    # when tenant B calls with A's ids
+    response = world.callers[case.caller].generic(
+        case.method.upper(), path, "" if case.body is None else json.dumps(case.body), content_type="application/json"
+    )
+
+    # then it gets a 404 (or its own data), never a sight of A's
+    if case.status >= 400:
+        assert_error(response, case.status)
+    else:
+        assert response.status_code == case.status, response.json()
+    content = response.content.decode()
+    for secret in (world.a.pk, world.a_member.pk, world.a_key.pk):
+        assert str(secret) not in content
+
+    # and nothing in tenant A changed, and its key still works
+    assert tenant_state(world.a) == before
+    assert world.a_client.get(f"/api/v1/members/{A_REF}").json()["balance"] == 100
+
+
+@pytest.mark.django_db
+def test_member_lists_show_only_the_callers_own_tenant(world):
+    listed = world.callers["b_key"].get("/api/v1/members").json()
+
+    assert [m["memberRef"] for m in listed["results"]] == [B_REF]
+    assert listed["count"] == 1
+
+
+@pytest.mark.django_db
+def test_the_same_member_ref_in_two_tenants_is_two_members(world):
+    # given tenant B creates a member with A's memberRef
+    created = world.callers["b_key"].post("/api/v1/members", {"memberRef": A_REF}, format="json")
+    assert created.status_code == 201, created.json()
+
+    # when B adjusts it
+    adjusted = world.callers["b_key"].post(
+        f"/api/v1/members/{A_REF}/adjustments", {"points": 3, "reason": "b"}, format="json"
+    )
+
+    # then B's member moved and A's did not
+    assert adjusted.status_code == 201, adjusted.json()
+    assert adjusted.json()["balance"] == 3
+    assert created.json()["id"] != str(world.a_member.pk)
+    assert selectors.member_get(tenant=world.a, external_ref=A_REF).balance == 100
+    assert selectors.member_get(tenant=world.b, external_ref=A_REF).balance == 3
+
+
+@pytest.mark.django_db
+def test_a_member_token_of_one_tenant_cannot_see_another_tenants_member(world):
+    app = world.callers["b_token"]
+
+    # its own profile and ledger are B's member's
+    me = app.get("/api/v1/me").json()
+    assert me["memberRef"] == B_REF
+    assert me["balance"] == 7
+    reasons = [t["reason"] for t in app.get("/api/v1/me/transfers").json()["results"]]
+    assert reasons == ["b seed"]
+
+    # and A's member cannot be reached with it, no differently from a member who does not exist
+    to_a = app.get(f"/api/v1/members/{A_REF}")
+    to_nobody = app.get("/api/v1/members/nobody")
+    assert_error(to_a, 403)
+    assert to_a.status_code == to_nobody.status_code
+    assert to_a.json()["errors"] == to_nobody.json()["errors"]
+    assert_error(app.post(f"/api/v1/members/{A_REF}/token"), 403)
