@@ -19,8 +19,17 @@ def validate_timezone(value: str) -> None:
         raise ValidationError("Unknown time zone %(value)s.", code="invalid_choice", params={"value": value})
 
 
+class ExpiryPolicy(models.TextChoices):
+    NEVER = "NEVER", "Points never expire"
+    DAYS = "DAYS", "N days after earning"
+    END_OF_MONTH = "END_OF_MONTH", "At the end of the month after N months (N=0: this month)"
+    END_OF_YEAR = "END_OF_YEAR", "At the end of the year after N years (N=0: this year)"
+
+
 class Tenant(models.Model):
     """A merchant running a loyalty program; every other row belongs to one."""
+
+    ExpiryPolicy = ExpiryPolicy
 
     class Status(models.TextChoices):
         ACTIVE = "ACTIVE", "Active"
@@ -54,6 +63,13 @@ class Tenant(models.Model):
     rounding = models.CharField(max_length=16, choices=Rounding.choices, default=Rounding.FLOOR)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     default_locale = models.CharField(max_length=35, default="en", validators=[locale_validator])
+    pending_days = models.PositiveIntegerField(
+        default=0, help_text="Earned points stay pending this many days (returns window) before they can be spent."
+    )
+    expiry_policy = models.CharField(max_length=16, choices=ExpiryPolicy.choices, default=ExpiryPolicy.NEVER)
+    expiry_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="With the DAYS policy: points expire this many days after earning."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -62,6 +78,9 @@ class Tenant(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(point_value__gt=0), name="tenant_point_value_positive"),
             models.CheckConstraint(condition=Q(earn_rate__gte=0), name="tenant_earn_rate_not_negative"),
+            models.CheckConstraint(
+                condition=~Q(expiry_policy="DAYS") | Q(expiry_days__gte=1), name="tenant_expiry_days_with_days_policy"
+            ),
         ]
 
     def __str__(self) -> str:

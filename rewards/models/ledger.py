@@ -1,39 +1,10 @@
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
-from core.validators import member_ref_validator
-from tenants.models import Tenant, locale_validator
-
-
-class Member(models.Model):
-    """One of a tenant's customers, known by the tenant's own id for it (`memberRef`)."""
-
-    class Status(models.TextChoices):
-        ACTIVE = "ACTIVE", "Active"
-        SUSPENDED = "SUSPENDED", "Suspended"
-        CLOSED = "CLOSED", "Closed"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="members")
-    external_ref = models.CharField("member ref", max_length=128, validators=[member_ref_validator])
-    locale = models.CharField(max_length=35, blank=True, default="", validators=[locale_validator])
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    attributes = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "external_ref"], name="member_ref_unique_per_tenant")]
-        indexes = [models.Index(fields=["tenant", "-created_at"], name="member_tenant_created")]
-
-    def __str__(self) -> str:
-        return self.external_ref
-
-    @property
-    def is_active(self) -> bool:
-        return self.status == self.Status.ACTIVE
+from rewards.models.members import Member
+from tenants.models import Tenant
 
 
 class Account(models.Model):
@@ -47,6 +18,7 @@ class Account(models.Model):
 
     class Kind(models.TextChoices):
         MEMBER = "MEMBER", "Member points"
+        PENDING = "PENDING", "Member points pending (returns window)"
         ISSUANCE = "ISSUANCE", "Issued (earning)"
         REDEMPTION = "REDEMPTION", "Redeemed"
         EXPIRY = "EXPIRY", "Expired"
@@ -98,6 +70,7 @@ class Transfer(models.Model):
         EXPIRY = "EXPIRY", "Expiry"
         PURCHASE = "PURCHASE", "Points bought"
         INCENTIVE = "INCENTIVE", "Campaign incentive"
+        MATURED = "MATURED", "Pending points released"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="transfers")
@@ -118,9 +91,7 @@ class Transfer(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="transfer_idempotency_key_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
-            models.CheckConstraint(
-                condition=~Q(debit_account=models.F("credit_account")), name="transfer_distinct_accounts"
-            ),
+            models.CheckConstraint(condition=~Q(debit_account=F("credit_account")), name="transfer_distinct_accounts"),
         ]
         indexes = [
             models.Index(fields=["debit_account", "-created_at"], name="transfer_debit_created"),
@@ -138,3 +109,42 @@ class Transfer(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("Transfers are immutable; post a correcting transfer instead.")
+
+
+class EarnedLot(models.Model):
+    """Points a member received in one credit, and how many of them are left.
+
+    Lots overlay the member's accounts: the remaining points of a member's available lots
+    add up to the spendable balance, those of pending lots to the pending balance. Spending
+    takes from the lots closest to expiry first; a scheduled task releases pending lots and
+    expires lapsed ones.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="lots")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="lots")
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="lot")
+    points = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    pending_until = models.DateTimeField(null=True, blank=True, help_text="Spendable from then on.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(points__gt=0), name="lot_points_positive"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0) & Q(remaining__lte=F("points")), name="lot_remaining_within_points"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["member", "expires_at", "created_at"],
+                condition=Q(remaining__gt=0),
+                name="lot_open_by_expiry",
+            ),
+            models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="lot_open_expiring"),
+            models.Index(fields=["pending_until"], condition=Q(pending_until__isnull=False), name="lot_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member} {self.remaining}/{self.points}"

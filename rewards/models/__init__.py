@@ -1,0 +1,15 @@
+from rewards.models.earning import InboundEvent, Multiplier, SpendCategory
+from rewards.models.ledger import Account, EarnedLot, Transfer
+from rewards.models.members import Member
+from rewards.models.outbox import OutboxEvent
+
+__all__ = [
+    "Account",
+    "EarnedLot",
+    "InboundEvent",
+    "Member",
+    "Multiplier",
+    "OutboxEvent",
+    "SpendCategory",
+    "Transfer",
+]
