@@ -1,0 +1,19 @@
+"""Outbound events, written in the caller's transaction (delivery is the relay's job)."""
+
+from django.utils import timezone
+from django_guid import get_guid
+
+from rewards.models import OutboxEvent
+from tenants.models import Tenant
+
+
+def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "", occurred_at=None) -> OutboxEvent:  # noqa: A002
+    """Record an outbound event carrying the current request id as its correlation id."""
+    return OutboxEvent.objects.create(
+        tenant=tenant,
+        type=type,
+        data=data,
+        member_ref=member_ref,
+        occurred_at=occurred_at or timezone.now(),
+        correlation_id=get_guid() or "",
+    )
