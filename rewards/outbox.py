@@ -7,7 +7,7 @@ from rewards.models import OutboxEvent
 from tenants.models import Tenant
 
 
-def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "", occurred_at=None) -> OutboxEvent:  # noqa: A002
+def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "", occurred_at=None) -> OutboxEvent:
     """Record an outbound event carrying the current request id as its correlation id."""
     return OutboxEvent.objects.create(
         tenant=tenant,
