@@ -1,0 +1,269 @@
+"""Limits on points issued (seed 001 §3.2), checked and counted atomically.
+
+With Redis, one Lua script checks every counter that applies (tenant and member, daily and
+total or windowed) and adds the granted points to all of them, so concurrent earnings can
+never pass a limit. Keys follow the seed (`limit:{tenantId}:daily`,
+`limit:{tenantId}:{memberId}:daily`, plus `:total` and `:window:{start}`), each expiring at
+the end of its period in the tenant's time zone.
+
+PostgreSQL stays the source of truth: a missing counter (a new period, or a Redis that lost
+its data) is seeded from the ledger. When Redis cannot be reached, the check runs in the
+database instead, serialised per tenant by an advisory lock, so no event is lost and no
+limit is exceeded; it is slower, not wrong.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q, Sum
+from prometheus_client import Counter
+
+from rewards.models import Account, Member, Transfer
+from tenants.models import Tenant
+from tenants.selectors import limits_effective
+
+logger = logging.getLogger(__name__)
+FALLBACKS = Counter("loyalty_limit_checks_in_database_total", "Limit checks done in PostgreSQL because Redis failed")
+
+# KEYS: the counters. ARGV: requested, mode ("take" or "peek"), then per key: limit, expire-at (ms, 0 = never),
+# seed ("" = unknown). Returns {granted, index of the binding counter or 0} or {-1, missing indexes...}.
+CHECK_AND_INCR = """
+local requested = tonumber(ARGV[1])
+local missing = {}
+local values = {}
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if not current then
+    local seed = ARGV[2 + (i - 1) * 3 + 3]
+    if seed == '' then
+      table.insert(missing, i)
+    else
+      redis.call('SET', key, seed)
+      local expire_at = tonumber(ARGV[2 + (i - 1) * 3 + 2])
+      if expire_at > 0 then redis.call('PEXPIREAT', key, expire_at) end
+      current = seed
+    end
+  end
+  values[i] = tonumber(current or 0)
+end
+if #missing > 0 then
+  table.insert(missing, 1, -1)
+  return missing
+end
+local granted = requested
+local binding = 0
+for i, key in ipairs(KEYS) do
+  local headroom = tonumber(ARGV[2 + (i - 1) * 3 + 1]) - values[i]
+  if headroom < granted then
+    granted = headroom
+    binding = i
+  end
+end
+if granted < 0 then granted = 0 end
+if granted > 0 and ARGV[2] == 'take' then
+  for _, key in ipairs(KEYS) do redis.call('INCRBY', key, granted) end
+end
+return {granted, binding}
+"""
+
+RELEASE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local left = redis.call('DECRBY', key, ARGV[1])
+    if left < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class LimitCounter:
+    """One limit that applies to an earning: which counter, its cap and its period."""
+
+    key: str
+    scope: str  # GLOBAL or USER
+    window: str  # daily, total or window
+    limit: int
+    start: datetime | None  # period start (None: since the beginning)
+    end: datetime | None  # period end (None: never)
+
+
+@dataclass(frozen=True)
+class Grant:
+    requested: int
+    granted: int
+    counters: tuple[LimitCounter, ...]
+    binding: LimitCounter | None
+    source: str  # "redis", "database" or "none"
+
+    def explanation(self) -> list[dict]:
+        if self.binding is None or self.granted == self.requested:
+            return []
+        b = self.binding
+        return [
+            {
+                "type": "limit",
+                "scope": b.scope,
+                "window": b.window,
+                "limit": b.limit,
+                "requested": self.requested,
+                "granted": self.granted,
+            }
+        ]
+
+
+def _local_day_bounds(tenant: Tenant, at: datetime) -> tuple[datetime, datetime]:
+    zone = ZoneInfo(tenant.timezone)
+    day = at.astimezone(zone).date()
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+
+
+def _window_bounds(tenant: Tenant, at: datetime, days: int) -> tuple[datetime, datetime]:
+    """Fixed windows of `days` days, counted from 1970-01-01 in the tenant's time zone."""
+    zone = ZoneInfo(tenant.timezone)
+    day = at.astimezone(zone).date()
+    index = (day - date(1970, 1, 1)).days // days
+    first = date(1970, 1, 1) + timedelta(days=index * days)
+    start = datetime.combine(first, time.min, tzinfo=zone)
+    return start, datetime.combine(first + timedelta(days=days), time.min, tzinfo=zone)
+
+
+def counters_for(*, tenant: Tenant, member: Member, at: datetime) -> tuple[LimitCounter, ...]:
+    """The counters that limit an earning by this member at this moment."""
+    effective = limits_effective(tenant=tenant, member_ref=member.external_ref)
+    counters = []
+    for scope_key, prefix in (("global", f"limit:{tenant.pk}"), ("user", f"limit:{tenant.pk}:{member.pk}")):
+        limit = effective[scope_key]
+        if limit.max_per_day is not None:
+            start, end = _local_day_bounds(tenant, at)
+            counters.append(LimitCounter(f"{prefix}:daily", limit.scope, "daily", limit.max_per_day, start, end))
+        if limit.max_total is not None:
+            if limit.window_days:
+                start, end = _window_bounds(tenant, at, limit.window_days)
+                key = f"{prefix}:window:{limit.window_days}:{start.date().isoformat()}"
+                counters.append(LimitCounter(key, limit.scope, "window", limit.max_total, start, end))
+            else:
+                counters.append(LimitCounter(f"{prefix}:total", limit.scope, "total", limit.max_total, None, None))
+    return tuple(counters)
+
+
+def issued_in(*, tenant: Tenant, member: Member | None, start: datetime | None, end: datetime | None) -> int:
+    """Points issued by earning (net of reversals) in a period, from the ledger."""
+    transfers = Transfer.objects.filter(tenant=tenant, kind__in=[Transfer.Kind.EARN, Transfer.Kind.REVERSAL])
+    if start is not None:
+        transfers = transfers.filter(created_at__gte=start)
+    if end is not None:
+        transfers = transfers.filter(created_at__lt=end)
+    if member is not None:
+        accounts = Account.objects.filter(member=member)
+        transfers = transfers.filter(Q(credit_account__in=accounts) | Q(debit_account__in=accounts))
+    sums = dict(transfers.values_list("kind").annotate(s=Sum("amount")).order_by())
+    return (sums.get(Transfer.Kind.EARN) or 0) - (sums.get(Transfer.Kind.REVERSAL) or 0)
+
+
+def _seed(tenant: Tenant, member: Member, counter: LimitCounter) -> int:
+    return issued_in(
+        tenant=tenant, member=member if counter.scope == "USER" else None, start=counter.start, end=counter.end
+    )
+
+
+def _redis():
+    if not settings.REDIS_URL:
+        return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def _redis_key(key: str) -> str:
+    # Counters live beside the cache; the prefix keeps them apart from cache keys.
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:{key}" if settings.REDIS_URL else key
+
+
+def _grant_in_redis(client, tenant, member, counters, requested: int, mode: str) -> tuple[int, int]:
+    keys = [_redis_key(c.key) for c in counters]
+    seeds: dict[int, int] = {}
+    for _ in range(3):
+        argv: list = [requested, mode]
+        for i, counter in enumerate(counters, start=1):
+            expire_ms = int(counter.end.timestamp() * 1000) if counter.end else 0
+            argv += [counter.limit, expire_ms, seeds.get(i, "")]
+        result = client.eval(CHECK_AND_INCR, len(keys), *keys, *argv)
+        if int(result[0]) != -1:
+            return int(result[0]), int(result[1])
+        for index in result[1:]:
+            seeds[int(index)] = _seed(tenant, member, counters[int(index) - 1])
+    raise RuntimeError("limit counters could not be seeded")
+
+
+def _advisory_lock(tenant: Tenant) -> None:
+    if connection.vendor != "postgresql":
+        return  # SQLite serialises writers by itself
+    key = int.from_bytes(hashlib.sha256(f"limits:{tenant.pk}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _grant_in_database(tenant, member, counters, requested: int) -> tuple[int, int]:
+    _advisory_lock(tenant)
+    granted, binding = requested, 0
+    for i, counter in enumerate(counters, start=1):
+        headroom = counter.limit - _seed(tenant, member, counter)
+        if headroom < granted:
+            granted, binding = headroom, i
+    return max(0, granted), binding
+
+
+def limits_grant(*, tenant: Tenant, member: Member, points: int, at: datetime, peek: bool = False) -> Grant:
+    """Grant up to `points` within every limit and count them (unless `peek`). Call inside
+    the earning's transaction; if it rolls back, call `limits_release` with the grant."""
+    counters = counters_for(tenant=tenant, member=member, at=at)
+    if points <= 0 or not counters:
+        return Grant(points, max(points, 0), counters, None, "none")
+    client = _redis()
+    source = "redis"
+    try:
+        if client is None:
+            raise ConnectionError("no Redis configured")
+        granted, binding = _grant_in_redis(client, tenant, member, counters, points, "peek" if peek else "take")
+    except Exception as exc:  # noqa: BLE001 - any Redis failure falls back to the database
+        if client is not None:
+            logger.warning("limit check in the database: Redis failed", extra={"error": str(exc)})
+            FALLBACKS.inc()
+        source = "database"
+        granted, binding = _grant_in_database(tenant, member, counters, points)
+    return Grant(points, granted, counters, counters[binding - 1] if binding else None, source)
+
+
+def limits_release(*, grant: Grant, points: int | None = None) -> None:
+    """Give headroom back (a rolled-back earning, a refund). Only counters whose period is
+    still current are touched; the database path needs nothing (it reads the ledger)."""
+    if grant.source != "redis":
+        return
+    amount = grant.granted if points is None else points
+    client = _redis()
+    if client is None or amount <= 0:
+        return
+    keys = [_redis_key(c.key) for c in grant.counters]
+    try:
+        client.eval(RELEASE, len(keys), *keys, amount)
+    except Exception as exc:  # noqa: BLE001 - the counter is rebuilt from the ledger when it expires
+        logger.warning("limit release failed", extra={"error": str(exc)})
+
+
+def limits_release_for(*, tenant: Tenant, member: Member, points: int, earned_at: datetime, now: datetime) -> None:
+    """A refund gives back headroom in the counters of the period the points were earned in,
+    if that period is still the current one."""
+    # The daily key has no date in it (as the seed names it), so compare periods, not names.
+    current = {(c.key, c.start) for c in counters_for(tenant=tenant, member=member, at=now)}
+    then = tuple(c for c in counters_for(tenant=tenant, member=member, at=earned_at) if (c.key, c.start) in current)
+    if not then:
+        return
+    limits_release(grant=Grant(points, points, then, None, "redis"), points=points)
