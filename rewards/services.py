@@ -7,7 +7,9 @@ from django.db import IntegrityError, transaction
 
 from rewards.exceptions import InvalidAmount, MemberAlreadyExists, MemberInactive
 from rewards.ledger import TransferResult, points_transfer, system_account_get
+from rewards.lots import lot_open, lots_take
 from rewards.models import Account, Member, Transfer
+from rewards.outbox import outbox_write
 from rewards.tokens import member_token_encode
 from tenants.models import Tenant
 
@@ -67,18 +69,40 @@ def points_adjust(
     account = member_account(member=member)
     system = system_account_get(tenant=tenant, kind=Account.Kind.ADJUSTMENT)
     debit, credit = (system, account) if points > 0 else (account, system)
-    return points_transfer(
-        tenant=tenant,
-        debit=debit,
-        credit=credit,
-        amount=abs(points),
-        kind=Transfer.Kind.ADJUSTMENT,
-        idempotency_key=f"adjustment:{idempotency_key or uuid.uuid4()}",
-        reason=reason,
-        reference_type="adjustment",
-        reference_id=actor,
-        explanation={"type": "adjustment", "points": points, "reason": reason, "actor": actor},
-    )
+    with transaction.atomic():
+        result = points_transfer(
+            tenant=tenant,
+            debit=debit,
+            credit=credit,
+            amount=abs(points),
+            kind=Transfer.Kind.ADJUSTMENT,
+            idempotency_key=f"adjustment:{idempotency_key or uuid.uuid4()}",
+            reason=reason,
+            reference_type="adjustment",
+            reference_id=actor,
+            explanation={"type": "adjustment", "points": points, "reason": reason, "actor": actor},
+        )
+        if result.created:
+            # Credits open a lot that never expires; debits spend the points closest to expiry.
+            if points > 0:
+                lot_open(transfer=result.transfer, member=member)
+            else:
+                lots_take(member=member, points=-points)
+            outbox_write(
+                tenant=tenant,
+                type="points.credited" if points > 0 else "points.debited",
+                member_ref=member.external_ref,
+                data={
+                    "memberRef": member.external_ref,
+                    "points": abs(points),
+                    "reason": "adjustment",
+                    "transferId": str(result.transfer.pk),
+                    "balanceAfter": result.transfer.credit_balance_after
+                    if points > 0
+                    else result.transfer.debit_balance_after,
+                },
+            )
+    return result
 
 
 def member_token_issue(*, member: Member) -> tuple[str, datetime]:

@@ -1,4 +1,4 @@
-from rewards.models.earning import InboundEvent, Multiplier, SpendCategory
+from rewards.models.earning import InboundEvent, Multiplier, MultiplierUsage, SpendCategory
 from rewards.models.ledger import Account, EarnedLot, Transfer
 from rewards.models.members import Member
 from rewards.models.outbox import OutboxEvent
@@ -9,6 +9,7 @@ __all__ = [
     "InboundEvent",
     "Member",
     "Multiplier",
+    "MultiplierUsage",
     "OutboxEvent",
     "SpendCategory",
     "Transfer",

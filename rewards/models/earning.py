@@ -100,3 +100,21 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class MultiplierUsage(models.Model):
+    """Extra points a capped multiplier has given one member in one period."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    multiplier = models.ForeignKey(Multiplier, on_delete=models.CASCADE, related_name="usages")
+    member = models.ForeignKey("rewards.Member", on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateField()
+    extra_points = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["multiplier", "member", "period_start"], name="multiplier_usage_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.multiplier_id} {self.member_id} {self.period_start}: {self.extra_points}"

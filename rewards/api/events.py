@@ -1,0 +1,194 @@
+"""Inbound events: `POST /api/v1/events` and `POST /api/v1/events:batch`."""
+
+from decimal import Decimal
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from core.api.schema import domain_errors
+from core.api.views import TenantAPIView
+from core.validators import member_ref_validator
+from rewards.earning import (
+    ACTION,
+    MEMBER_CREATED,
+    TRANSACTION_CREATED,
+    TRANSACTION_REFUNDED,
+    EventOutcome,
+    event_ingest,
+)
+from rewards.models.earning import code_validator
+
+MAX_BATCH = 1000
+
+
+def event_id_field(**kwargs) -> serializers.RegexField:
+    return serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$", max_length=128, **kwargs)
+
+
+MONEY = {"max_digits": 14, "decimal_places": 2, "min_value": Decimal("0.01")}
+
+
+class _EventBase(serializers.Serializer):
+    event_id = event_id_field(help_text="The tenant's own id for the event; it is applied once per eventId.")
+    type = serializers.CharField()
+    occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to the time of receipt.")
+
+    def validate(self, attrs):
+        attrs.setdefault("occurred_at", timezone.now())
+        return attrs
+
+
+class LineItemSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=64, required=False)
+    amount = serializers.DecimalField(**MONEY)
+    category = serializers.CharField(max_length=64, required=False, validators=[code_validator])
+    mcc = serializers.RegexField(r"^\d{4}$", required=False)
+
+
+class TransactionCreatedSerializer(_EventBase):
+    member_ref = serializers.CharField(max_length=128, validators=[member_ref_validator])
+    amount = serializers.DecimalField(**MONEY)
+    currency = serializers.RegexField(r"^[A-Z]{3}$")
+    category = serializers.CharField(max_length=64, required=False, validators=[code_validator])
+    mcc = serializers.RegexField(r"^\d{4}$", required=False)
+    line_items = LineItemSerializer(many=True, required=False, max_length=500)
+    channel = serializers.CharField(max_length=32, required=False)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        items = attrs.get("line_items") or []
+        if sum(item["amount"] for item in items) > attrs["amount"]:
+            raise serializers.ValidationError({"line_items": ["Line items add up to more than the amount."]})
+        return attrs
+
+
+class TransactionRefundedSerializer(_EventBase):
+    original_event_id = event_id_field(help_text="The eventId of the transaction.created being refunded.")
+    amount = serializers.DecimalField(**MONEY, required=False, help_text="Omit for a full refund.")
+    member_ref = serializers.CharField(max_length=128, required=False, validators=[member_ref_validator])
+
+
+class MemberCreatedSerializer(_EventBase):
+    member_ref = serializers.CharField(max_length=128, validators=[member_ref_validator])
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True)
+    attributes = serializers.DictField(required=False)
+
+
+class ActionSerializer(_EventBase):
+    member_ref = serializers.CharField(max_length=128, validators=[member_ref_validator])
+    action_code = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    payload = serializers.DictField(required=False)
+
+
+EVENT_SERIALIZERS = {
+    TRANSACTION_CREATED: TransactionCreatedSerializer,
+    TRANSACTION_REFUNDED: TransactionRefundedSerializer,
+    MEMBER_CREATED: MemberCreatedSerializer,
+    ACTION: ActionSerializer,
+}
+EVENT_REQUEST = PolymorphicProxySerializer(
+    component_name="InboundEvent",
+    serializers=EVENT_SERIALIZERS,
+    resource_type_field_name="type",
+)
+
+
+def event_validate(data) -> dict:
+    """The validated event, or a ValidationError naming the field."""
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+    kind = data.get("type")
+    if kind not in EVENT_SERIALIZERS:
+        raise serializers.ValidationError(
+            {"type": [serializers.ErrorDetail(f"Use one of: {', '.join(EVENT_SERIALIZERS)}.", code="invalid_choice")]}
+        )
+    serializer = EVENT_SERIALIZERS[kind](data=data)
+    serializer.is_valid(raise_exception=True)
+    return {**serializer.validated_data, "type": kind}
+
+
+class EventResultSerializer(serializers.Serializer):
+    event_id = serializers.CharField()
+    type = serializers.CharField()
+    member_ref = serializers.CharField()
+    points = serializers.IntegerField(help_text="Points credited (negative: reversed by a refund).")
+    pending = serializers.BooleanField(required=False)
+    transfer_id = serializers.UUIDField(allow_null=True, required=False)
+    explanation = serializers.DictField(required=False, help_text="How the points were computed, factor by factor.")
+
+
+def _response(outcome: EventOutcome) -> Response:
+    response = Response(outcome.body, status=outcome.status_code)
+    if outcome.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+class EventIngestApi(TenantAPIView):
+    @extend_schema(
+        summary="Post an event",
+        description="`transaction.created`, `transaction.refunded`, `member.created` or `action`. "
+        "Applied once per eventId: a repeat returns the first result (200, `Idempotent-Replayed`); "
+        "the same eventId with another body is a 409. `?dryRun=true` computes without writing.",
+        request=EVENT_REQUEST,
+        parameters=[OpenApiParameter("dryRun", bool, description="Compute and explain, write nothing.")],
+        responses={
+            201: EventResultSerializer,
+            200: OpenApiResponse(EventResultSerializer, description="A repeat, or a dry run"),
+            **domain_errors(
+                e409="The eventId was used for a different event",
+                e422="Refused: currency mismatch, unknown original event, refund larger than the purchase...",
+            ),
+        },
+    )
+    def post(self, request):
+        event = event_validate(request.data)
+        dry_run = request.query_params.get("dryRun", "").lower() in {"1", "true", "yes"}
+        return _response(event_ingest(tenant=self.tenant, event=event, dry_run=dry_run))
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=MAX_BATCH)
+
+
+class EventBatchApi(TenantAPIView):
+    @extend_schema(
+        summary="Post up to 1,000 events",
+        description="Each event gets its own result; valid events are applied even when others are refused.",
+        request=EventBatchSerializer,
+        responses={200: OpenApiResponse(description="`results`: one per event, in order; `summary`: counts.")},
+    )
+    def post(self, request):
+        batch = EventBatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        results, summary = [], {"applied": 0, "duplicate": 0, "rejected": 0, "invalid": 0}
+        for index, raw in enumerate(request.data["events"]):
+            item = {"index": index, "eventId": raw.get("event_id")}
+            try:
+                event = event_validate(raw)
+            except serializers.ValidationError as exc:
+                summary["invalid"] += 1
+                results.append({**item, "status": "invalid", "httpStatus": 400, "errors": _flatten(exc.detail)})
+                continue
+            outcome = event_ingest(tenant=self.tenant, event=event)
+            outcome_status = "duplicate" if outcome.replayed else "applied" if outcome.status_code < 300 else "rejected"
+            summary[outcome_status] += 1
+            results.append(
+                {**item, "status": outcome_status, "httpStatus": outcome.status_code, "result": outcome.body}
+            )
+        return Response({"results": results, "summary": summary}, status=status.HTTP_200_OK)
+
+
+def _flatten(detail, prefix: str = "") -> list[dict]:
+    from core.api.casing import camel
+
+    if isinstance(detail, dict):
+        return [e for key, value in detail.items() for e in _flatten(value, f"{prefix}.{key}" if prefix else key)]
+    if isinstance(detail, list):
+        out = []
+        for i, value in enumerate(detail):
+            out += _flatten(value, prefix if not isinstance(value, (dict, list)) else f"{prefix}.{i}")
+        return out
+    return [{"code": getattr(detail, "code", "invalid"), "detail": str(detail), "attr": camel(prefix) or None}]

@@ -1,0 +1,503 @@
+"""The earning engine: inbound events in, points out, each event applied at most once.
+
+One database transaction per event: the inbox row (unique per tenant and eventId, so a
+concurrent duplicate waits for the first and then replays its result), the calculation
+(a pure function of the event and a configuration snapshot), the limit check, the ledger
+transfer, the earned lot and the outbox event. A refused event (unknown original, refund
+larger than the purchase...) is stored as REJECTED with its error, so a retry gets the
+same answer.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+from prometheus_client import Counter
+
+from core.api.casing import camel
+from core.exceptions import Conflict, DomainError, Unprocessable
+from rewards.calculation import Calculation, Snapshot, calculate, event_lines
+from rewards.categories import category_config_get
+from rewards.contributions import PointsChange, incentives_for, points_changed, tier_for
+from rewards.exceptions import MemberAlreadyExists
+from rewards.ledger import points_transfer, system_account_get
+from rewards.limits import Grant, limits_grant, limits_release, limits_release_for
+from rewards.lots import expiry_for, lot_open, lots_take
+from rewards.models import Account, EarnedLot, InboundEvent, Member, MultiplierUsage, Transfer
+from rewards.outbox import outbox_write
+from rewards.services import member_create
+from tenants.models import Tenant
+
+TRANSACTION_CREATED = "transaction.created"
+TRANSACTION_REFUNDED = "transaction.refunded"
+MEMBER_CREATED = "member.created"
+ACTION = "action"
+EVENT_TYPES = (TRANSACTION_CREATED, TRANSACTION_REFUNDED, MEMBER_CREATED, ACTION)
+
+EVENTS = Counter("loyalty_events_total", "Inbound events by type and outcome", ["type", "outcome"])
+POINTS_AWARDED = Counter("loyalty_points_awarded_total", "Points awarded by the earning engine")
+
+
+class EventConflict(Conflict):
+    default_code = "event_id_reused"
+    default_message = "This eventId was already used for a different event."
+
+
+class CurrencyMismatch(Unprocessable):
+    default_code = "currency_mismatch"
+    default_message = "The event's currency is not the tenant's currency."
+
+
+class UnknownOriginal(Unprocessable):
+    default_code = "unknown_original_event"
+    default_message = "No applied transaction.created event has this originalEventId."
+
+
+class RefundExceedsOriginal(Unprocessable):
+    default_code = "refund_exceeds_original"
+    default_message = "Refunds would exceed the original transaction's amount."
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """What the API answers: 201 applied, 200 a replay, or the stored error's status."""
+
+    status_code: int
+    body: dict
+    replayed: bool
+    event: InboundEvent | None = None
+
+
+class _DryRun(Exception):
+    """Unwinds a dry run's transaction, carrying its result out."""
+
+    def __init__(self, result: dict):
+        self.result = result
+
+
+def payload_hash(event: dict) -> str:
+    canonical = json.dumps(event, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def event_ingest(*, tenant: Tenant, event: dict, dry_run: bool = False) -> EventOutcome:
+    """Apply one validated inbound event (snake_case keys) once; replay it if seen before."""
+    if dry_run:
+        return _dry_run(tenant=tenant, event=event)
+    digest = payload_hash(event)
+    grants: list[Grant] = []
+    try:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    inbox = InboundEvent.objects.create(
+                        tenant=tenant,
+                        event_id=event["event_id"],
+                        type=event["type"],
+                        member_ref=event.get("member_ref") or "",
+                        occurred_at=event["occurred_at"],
+                        payload=event,
+                        payload_hash=digest,
+                        status=InboundEvent.Status.APPLIED,
+                        amount=event.get("amount"),
+                    )
+            except IntegrityError:
+                existing = InboundEvent.objects.get(tenant=tenant, event_id=event["event_id"])
+                if existing.payload_hash != digest:
+                    raise EventConflict(field="eventId") from None
+                EVENTS.labels(type=event["type"], outcome="duplicate").inc()
+                return _outcome(existing, replayed=True)
+            try:
+                with transaction.atomic():
+                    result = HANDLERS[event["type"]](tenant=tenant, inbox=inbox, event=event, grants=grants)
+            except DomainError as exc:
+                for grant in grants:
+                    limits_release(grant=grant)
+                grants.clear()
+                inbox.status = InboundEvent.Status.REJECTED
+                result = {
+                    "status_code": exc.status_code,
+                    "error": {"code": exc.code, "detail": exc.message, "attr": camel(exc.field) if exc.field else None},
+                }
+            inbox.result = result
+            inbox.save(update_fields=["status", "result", "points", "original", "member_ref", "amount"])
+    except BaseException:
+        for grant in grants:
+            limits_release(grant=grant)
+        raise
+    EVENTS.labels(type=event["type"], outcome=inbox.status.lower()).inc()
+    return _outcome(inbox, replayed=False)
+
+
+def _outcome(inbox: InboundEvent, *, replayed: bool) -> EventOutcome:
+    if inbox.status == InboundEvent.Status.REJECTED:
+        error = inbox.result["error"]
+        body = {"type": "client_error", "errors": [error]}
+        return EventOutcome(inbox.result.get("status_code", 422), body, replayed, inbox)
+    return EventOutcome(200 if replayed else 201, inbox.result, replayed, inbox)
+
+
+def _dry_run(*, tenant: Tenant, event: dict) -> EventOutcome:
+    """Everything a real event would do, computed and then rolled back; limits are only read."""
+    inbox = InboundEvent(
+        tenant=tenant,
+        event_id=event["event_id"],
+        type=event["type"],
+        member_ref=event.get("member_ref") or "",
+        occurred_at=event["occurred_at"],
+        payload=event,
+        amount=event.get("amount"),
+    )
+    try:
+        with transaction.atomic():
+            result = HANDLERS[event["type"]](tenant=tenant, inbox=inbox, event=event, grants=[], dry_run=True)
+            raise _DryRun(result)
+    except _DryRun as done:
+        return EventOutcome(200, {**done.result, "dryRun": True}, replayed=False)
+    except DomainError as exc:
+        error = {"code": exc.code, "detail": exc.message, "attr": camel(exc.field) if exc.field else None}
+        return EventOutcome(exc.status_code, {"type": "client_error", "errors": [error]}, replayed=False)
+
+
+# Members ------------------------------------------------------------------------------
+
+
+def member_get_or_create(*, tenant: Tenant, member_ref: str, locale: str = "", attributes=None) -> tuple[Member, bool]:
+    """Events enrol members they name; two events racing to enrol the same one both get it."""
+    member = Member.objects.filter(tenant=tenant, external_ref=member_ref).first()
+    if member is not None:
+        return member, False
+    try:
+        with transaction.atomic():
+            return member_create(tenant=tenant, external_ref=member_ref, locale=locale, attributes=attributes), True
+    except MemberAlreadyExists:
+        return Member.objects.get(tenant=tenant, external_ref=member_ref), False
+
+
+def _member_account_lock(member: Member, kind: str = Account.Kind.MEMBER) -> Account:
+    """The member's account, row-locked: one member's earnings apply one at a time."""
+    account = Account.objects.select_for_update().filter(member=member, kind=kind).first()
+    if account is None:
+        with transaction.atomic():
+            try:
+                account = Account.objects.create(tenant_id=member.tenant_id, member=member, kind=kind, balance=0)
+            except IntegrityError:
+                account = None
+        account = account or Account.objects.select_for_update().get(member=member, kind=kind)
+    return account
+
+
+# Earning ------------------------------------------------------------------------------
+
+
+def _period_start(tenant: Tenant, at: datetime, period: str) -> date:
+    day = at.astimezone(ZoneInfo(tenant.timezone)).date()
+    if period == "WEEK":
+        return day - timedelta(days=day.weekday())
+    if period == "MONTH":
+        return day.replace(day=1)
+    return day
+
+
+def _snapshot(*, tenant: Tenant, member: Member, event: dict, now: datetime) -> Snapshot:
+    config = category_config_get(tenant=tenant)
+    tier = tier_for(tenant, member)
+    capped = [m for m in config.multipliers if m.cap_points is not None and m.cap_period]
+    cap_used = {}
+    for rule in capped:
+        usage = MultiplierUsage.objects.filter(
+            multiplier_id=rule.id, member=member, period_start=_period_start(tenant, now, rule.cap_period)
+        ).first()
+        cap_used[rule.id] = usage.extra_points if usage else 0
+    return Snapshot(
+        earn_rate=tenant.earn_rate,
+        rounding=tenant.rounding,
+        categories=config.categories,
+        mcc=config.mcc,
+        multipliers=config.multipliers,
+        tier=tier.code,
+        tier_multiplier=tier.multiplier,
+        cap_used=cap_used,
+        incentives=tuple(incentives_for(tenant, member, event)),
+    )
+
+
+def _record_cap_usage(*, tenant: Tenant, member: Member, calc: Calculation, snapshot: Snapshot, now: datetime):
+    rules = {m.id: m for m in snapshot.multipliers}
+    for multiplier_id, extra in calc.multiplier_extra.items():
+        rule = rules[multiplier_id]
+        if rule.cap_points is None or not rule.cap_period or extra <= 0:
+            continue
+        usage, _ = MultiplierUsage.objects.get_or_create(
+            tenant=tenant,
+            multiplier_id=multiplier_id,
+            member=member,
+            period_start=_period_start(tenant, now, rule.cap_period),
+        )
+        MultiplierUsage.objects.filter(pk=usage.pk).update(extra_points=F("extra_points") + extra)
+
+
+def _award(
+    *,
+    tenant: Tenant,
+    member: Member,
+    inbox: InboundEvent,
+    points: int,
+    explanation: dict,
+    grants: list[Grant],
+    now: datetime,
+    dry_run: bool,
+) -> dict:
+    """Check the limits and credit what they allow: pending first if the tenant holds points."""
+    grant = limits_grant(tenant=tenant, member=member, points=points, at=now, peek=dry_run)
+    grants.append(grant)
+    awarded = grant.granted
+    explanation = {
+        **explanation,
+        "capsHit": [*explanation.get("capsHit", []), *grant.explanation()],
+        "awardedPoints": awarded,
+    }
+    pending = tenant.pending_days > 0
+    result = {
+        "event_id": inbox.event_id,
+        "type": inbox.type,
+        "member_ref": member.external_ref,
+        "points": awarded,
+        "pending": pending and awarded > 0,
+        "transfer_id": None,
+        "explanation": explanation,
+    }
+    inbox.points = awarded
+    if awarded <= 0 or dry_run:
+        return result
+    account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
+    transfer = points_transfer(
+        tenant=tenant,
+        debit=system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE),
+        credit=account,
+        amount=awarded,
+        kind=Transfer.Kind.EARN,
+        idempotency_key=f"event:{inbox.event_id}",
+        reason=inbox.type,
+        reference_type="event",
+        reference_id=inbox.event_id,
+        explanation=explanation,
+    ).transfer
+    lot_open(
+        transfer=transfer,
+        member=member,
+        pending_until=now + timedelta(days=tenant.pending_days) if pending else None,
+        expires_at=expiry_for(tenant=tenant, earned_at=now),
+    )
+    outbox_write(
+        tenant=tenant,
+        type="points.credited",
+        member_ref=member.external_ref,
+        data={
+            "memberRef": member.external_ref,
+            "points": awarded,
+            "pending": pending,
+            "transferId": str(transfer.pk),
+            "eventId": inbox.event_id,
+            "balanceAfter": transfer.credit_balance_after,
+        },
+    )
+    points_changed(PointsChange(tenant, member, awarded, "earn", inbox.event_id))
+    POINTS_AWARDED.inc(awarded)
+    result["transfer_id"] = str(transfer.pk)
+    return result
+
+
+def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+    if event["currency"] != tenant.currency:
+        raise CurrencyMismatch(field="currency")
+    member, _ = member_get_or_create(tenant=tenant, member_ref=event["member_ref"])
+    if not member.is_active:
+        raise Unprocessable("The member is not active.", field="memberRef", code="member_inactive")
+    if not dry_run:
+        _member_account_lock(member)
+    now = timezone.now()
+    snapshot = _snapshot(tenant=tenant, member=member, event=event, now=now)
+    lines = event_lines(
+        amount=event["amount"], category=event.get("category"), mcc=event.get("mcc"), line_items=event.get("line_items")
+    )
+    calc = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
+    if not dry_run:
+        _record_cap_usage(tenant=tenant, member=member, calc=calc, snapshot=snapshot, now=now)
+    return _award(
+        tenant=tenant,
+        member=member,
+        inbox=inbox,
+        points=calc.points,
+        explanation=calc.explanation,
+        grants=grants,
+        now=now,
+        dry_run=dry_run,
+    )
+
+
+def _action(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+    member, _ = member_get_or_create(tenant=tenant, member_ref=event["member_ref"])
+    if not dry_run:
+        _member_account_lock(member)
+    incentives = incentives_for(tenant, member, event)
+    points = max(0, sum(i.points for i in incentives))
+    explanation = {
+        "actionCode": event["action_code"],
+        "incentives": [{"source": i.source, "points": i.points, **i.explanation} for i in incentives],
+        "computedPoints": points,
+    }
+    return _award(
+        tenant=tenant,
+        member=member,
+        inbox=inbox,
+        points=points,
+        explanation=explanation,
+        grants=grants,
+        now=timezone.now(),
+        dry_run=dry_run,
+    )
+
+
+def _member_created(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+    member, created = member_get_or_create(
+        tenant=tenant,
+        member_ref=event["member_ref"],
+        locale=event.get("locale") or "",
+        attributes=event.get("attributes") or {},
+    )
+    return {
+        "event_id": inbox.event_id,
+        "type": inbox.type,
+        "member_ref": member.external_ref,
+        "created": created,
+        "points": 0,
+    }
+
+
+# Refunds ------------------------------------------------------------------------------
+
+
+def _transaction_refunded(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+    original = (
+        InboundEvent.objects.select_for_update()
+        .filter(
+            tenant=tenant,
+            event_id=event["original_event_id"],
+            type=TRANSACTION_CREATED,
+            status=InboundEvent.Status.APPLIED,
+        )
+        .first()
+    )
+    if original is None:
+        raise UnknownOriginal(field="originalEventId")
+    earlier = original.refunds.filter(status=InboundEvent.Status.APPLIED).exclude(pk=inbox.pk)
+    totals = earlier.aggregate(amount=Sum("amount"), points=Sum("points"))
+    refunded_before = totals["amount"] or Decimal(0)
+    reversed_before = -(totals["points"] or 0)
+    amount = event.get("amount") or (original.amount - refunded_before)
+    if amount <= 0 or refunded_before + amount > original.amount:
+        raise RefundExceedsOriginal(field="amount")
+    # Reverse in proportion to the money refunded so far, so that partial refunds add up to
+    # exactly what was earned and never more, whatever their number.
+    target = (original.points * (refunded_before + amount) / original.amount).to_integral_value(rounding="ROUND_FLOOR")
+    if refunded_before + amount == original.amount:
+        target = original.points
+    to_reverse = int(target) - reversed_before
+    inbox.original = original
+    inbox.amount = amount
+    inbox.member_ref = original.member_ref
+    member = Member.objects.get(tenant=tenant, external_ref=original.member_ref)
+    reversed_points, shortfall = 0, 0
+    transfer_id = None
+    if to_reverse > 0 and not dry_run:
+        reversed_points, shortfall, transfer_id = _reverse(
+            tenant=tenant, member=member, original=original, inbox=inbox, points=to_reverse
+        )
+    elif dry_run:
+        reversed_points = to_reverse
+    inbox.points = -reversed_points
+    return {
+        "event_id": inbox.event_id,
+        "type": inbox.type,
+        "member_ref": member.external_ref,
+        "original_event_id": original.event_id,
+        "amount": str(amount),
+        "points": -reversed_points,
+        "transfer_id": transfer_id,
+        "explanation": {
+            "originalPoints": original.points,
+            "originalAmount": str(original.amount),
+            "refundedBefore": str(refunded_before),
+            "reversedBefore": reversed_before,
+            "toReverse": to_reverse,
+            "reversed": reversed_points,
+            "uncollectable": shortfall,
+        },
+    }
+
+
+def _reverse(*, tenant, member, original, inbox, points: int) -> tuple[int, int, str | None]:
+    """Take back points an earning gave: from its lot first (pending or spendable), then
+    the member's other points closest to expiry. Never below zero: what the member has
+    already spent beyond their balance is reported as uncollectable."""
+    lot = EarnedLot.objects.filter(transfer__idempotency_key=f"event:{original.event_id}", tenant=tenant).first()
+    taken_total, transfer_id = 0, None
+    for pending in (True, False) if lot is not None and lot.pending_until is not None else (False,):
+        account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
+        take = min(points - taken_total, account.balance)
+        if take <= 0:
+            continue
+        transfer = points_transfer(
+            tenant=tenant,
+            debit=account,
+            credit=system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE),
+            amount=take,
+            kind=Transfer.Kind.REVERSAL,
+            idempotency_key=f"refund:{inbox.event_id}:{'pending' if pending else 'available'}",
+            reason=TRANSACTION_REFUNDED,
+            reference_type="event",
+            reference_id=inbox.event_id,
+            explanation={"originalEventId": original.event_id, "points": take},
+        ).transfer
+        lots_take(member=member, points=take, pending=pending, first=lot)
+        transfer_id = str(transfer.pk)
+        taken_total += take
+        outbox_write(
+            tenant=tenant,
+            type="points.debited",
+            member_ref=member.external_ref,
+            data={
+                "memberRef": member.external_ref,
+                "points": take,
+                "reason": "refund",
+                "transferId": transfer_id,
+                "eventId": inbox.event_id,
+                "originalEventId": original.event_id,
+            },
+        )
+    if taken_total:
+        # Headroom goes back only once the reversal is committed.
+        earned_at = original.received_at
+        transaction.on_commit(
+            lambda: limits_release_for(
+                tenant=tenant, member=member, points=taken_total, earned_at=earned_at, now=timezone.now()
+            )
+        )
+        points_changed(PointsChange(tenant, member, -taken_total, "reversal", inbox.event_id))
+    return taken_total, points - taken_total, transfer_id
+
+
+HANDLERS = {
+    TRANSACTION_CREATED: _transaction_created,
+    TRANSACTION_REFUNDED: _transaction_refunded,
+    MEMBER_CREATED: _member_created,
+    ACTION: _action,
+}
