@@ -164,6 +164,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "lots-due": {"task": "rewards.tasks.lots_due_process", "schedule": timedelta(minutes=5)},
     "idempotency-keys-purge": {
         "task": "core.tasks.idempotency_records_purge",
         "schedule": timedelta(hours=1),

@@ -1,18 +1,30 @@
 """Reads for members and points, always scoped by tenant."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from rewards.exceptions import MemberNotFound
+from rewards.lots import lots_expiring
 from rewards.models import Account, Member, Transfer
 from tenants.models import Tenant
 
+EXPIRING_SOON = timedelta(days=30)
+
 
 def _with_balance(queryset: QuerySet[Member]) -> QuerySet[Member]:
-    points = Account.objects.filter(member=OuterRef("pk"), kind=Account.Kind.MEMBER).values("balance")[:1]
-    return queryset.annotate(balance=Coalesce(Subquery(points), Value(0)))
+    """Annotate `balance` (spendable) and `pending` (held in the returns window)."""
+
+    def of(kind: str):
+        return Subquery(Account.objects.filter(member=OuterRef("pk"), kind=kind).values("balance")[:1])
+
+    return queryset.annotate(
+        balance=Coalesce(of(Account.Kind.MEMBER), Value(0)),
+        pending=Coalesce(of(Account.Kind.PENDING), Value(0)),
+    )
 
 
 def member_get(*, tenant: Tenant, external_ref: str) -> Member:
@@ -34,9 +46,15 @@ def member_balance(*, member: Member) -> int:
     return Account.objects.filter(member=member, kind=Account.Kind.MEMBER).values_list("balance", flat=True).get()
 
 
+def points_expiring(*, member: Member, within: timedelta = EXPIRING_SOON) -> dict:
+    """Spendable points that expire within `within`, and the first date they do."""
+    points, earliest = lots_expiring(member=member, before=timezone.now() + within)
+    return {"points": points, "within_days": within.days, "first_expiry": earliest}
+
+
 def transfer_list(*, tenant: Tenant, member: Member) -> QuerySet[Transfer]:
-    """The member's transfers, newest first, each with `points` signed from the member's side
-    and `balance_after` the member's balance once it was posted."""
+    """The member's spendable-points transfers, newest first, each with `points` signed from
+    the member's side and `balance_after` the member's balance once it was posted."""
     account_id = Account.objects.filter(member=member, kind=Account.Kind.MEMBER).values_list("pk", flat=True).get()
     credited = Q(credit_account_id=account_id)
     return (

@@ -1,8 +1,10 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.validators import member_ref_validator
 from rewards.ledger import MAX_POINTS
 from rewards.models import Member, Transfer
+from rewards.selectors import points_expiring
 
 
 class MemberCreateSerializer(serializers.Serializer):
@@ -21,11 +23,42 @@ class MemberUpdateSerializer(serializers.Serializer):
 class MemberSerializer(serializers.ModelSerializer):
     member_ref = serializers.CharField(source="external_ref", read_only=True)
     balance = serializers.IntegerField(read_only=True, help_text="Spendable points.")
+    pending = serializers.IntegerField(read_only=True, help_text="Earned points still in the returns window.")
 
     class Meta:
         model = Member
-        fields = ["id", "member_ref", "locale", "status", "attributes", "balance", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "member_ref",
+            "locale",
+            "status",
+            "attributes",
+            "balance",
+            "pending",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
+
+
+class ExpiringSerializer(serializers.Serializer):
+    points = serializers.IntegerField()
+    within_days = serializers.IntegerField()
+    first_expiry = serializers.DateTimeField(allow_null=True)
+
+
+class MemberDetailSerializer(MemberSerializer):
+    """One member, with the points that expire soon."""
+
+    expiring_soon = serializers.SerializerMethodField()
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "expiring_soon"]
+        read_only_fields = fields
+
+    @extend_schema_field(ExpiringSerializer)
+    def get_expiring_soon(self, member: Member) -> dict:
+        return ExpiringSerializer(points_expiring(member=member)).data
 
 
 class AdjustmentSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from rewards.api.serializers import (
     AdjustmentResultSerializer,
     AdjustmentSerializer,
     MemberCreateSerializer,
+    MemberDetailSerializer,
     MemberSerializer,
     MemberTokenSerializer,
     MemberUpdateSerializer,
@@ -74,9 +75,11 @@ class MemberListCreateApi(TenantAPIView, ListAPIView):
 
 
 class MemberDetailApi(TenantAPIView):
-    @extend_schema(summary="Get a member, with balance", responses=MemberSerializer)
+    @extend_schema(
+        summary="Get a member: balance, pending points, points expiring soon", responses=MemberDetailSerializer
+    )
     def get(self, request, member_ref):
-        return Response(MemberSerializer(selectors.member_get(tenant=self.tenant, external_ref=member_ref)).data)
+        return Response(MemberDetailSerializer(selectors.member_get(tenant=self.tenant, external_ref=member_ref)).data)
 
     @extend_schema(summary="Update a member", request=MemberUpdateSerializer, responses=MemberSerializer)
     def patch(self, request, member_ref):
@@ -156,11 +159,11 @@ class MemberTokenApi(TenantAPIView):
 class MeApi(APIView):
     permission_classes = [IsMember]
 
-    @extend_schema(summary="The member's own profile and balance", responses=MemberSerializer)
+    @extend_schema(summary="The member's own profile, balance and expiring points", responses=MemberDetailSerializer)
     def get(self, request):
         member = request.user.member
         return Response(
-            MemberSerializer(selectors.member_get(tenant=member.tenant, external_ref=member.external_ref)).data
+            MemberDetailSerializer(selectors.member_get(tenant=member.tenant, external_ref=member.external_ref)).data
         )
 
 

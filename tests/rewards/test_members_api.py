@@ -14,7 +14,8 @@ from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
 
-MEMBER_KEYS = {"id", "memberRef", "locale", "status", "attributes", "balance", "createdAt", "updatedAt"}
+MEMBER_KEYS = {"id", "memberRef", "locale", "status", "attributes", "balance", "pending", "createdAt", "updatedAt"}
+MEMBER_DETAIL_KEYS = MEMBER_KEYS | {"expiringSoon"}
 TRANSFER_KEYS = {"id", "kind", "points", "amount", "balanceAfter", "reason", "reference", "explanation", "createdAt"}
 # Member attributes are the tenant's own JSON: their keys are never re-cased.
 ATTRIBUTES = {"snake_key": 1, "camelKey": {"inner_key": [1, {"deep_key": True}]}, "UPPER_CASE": "x"}
@@ -45,8 +46,9 @@ def test_get_member_with_its_balance(api_client, tenant, member):
     response = api_client.get(f"/api/v1/members/{member.external_ref}")
 
     assert response.status_code == 200, response.json()
-    assert set(response.json()) == MEMBER_KEYS
+    assert set(response.json()) == MEMBER_DETAIL_KEYS
     assert response.json()["balance"] == 42
+    assert response.json()["expiringSoon"] == {"points": 0, "withinDays": 30, "firstExpiry": None}
     assert response.json()["id"] == str(member.pk)
 
 
