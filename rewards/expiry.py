@@ -67,7 +67,11 @@ def member_points_expire(*, member: Member, now: datetime) -> int:
         reason="points expired",
         reference_type="lots",
         reference_id=",".join(str(lot.pk) for lot in lots)[:128],
-        explanation={"lots": [{"lotId": lot.pk, "points": lot.remaining, "expiresAt": lot.expires_at} for lot in lots]},
+        explanation={
+            "lots": [
+                {"lotId": lot.pk, "points": lot.remaining, "expiresAt": lot.expires_at.isoformat()} for lot in lots
+            ]
+        },
     ).transfer
     EarnedLot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0)
     outbox_write(
