@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from unittest import mock
 
 import pytest
@@ -23,7 +24,7 @@ def earn(tenant, event_id: str, amount: str, member_ref: str = "m-1"):
             "type": "transaction.created",
             "event_id": event_id,
             "member_ref": member_ref,
-            "amount": __import__("decimal").Decimal(amount),
+            "amount": Decimal(amount),
             "currency": "USD",
             "occurred_at": timezone.now(),
         },
