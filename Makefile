@@ -35,6 +35,7 @@ test: $(DEPS)
 	@echo "==> import contracts" && $(BIN)/lint-imports
 	@echo "==> makemigrations --check" && DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 		$(PY) manage.py makemigrations --check --dry-run
+	@echo "==> OpenAPI schema (no warnings)" && $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	@echo "==> pytest" && DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 		$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -128,6 +128,7 @@ def _response(outcome: EventOutcome) -> Response:
 
 class EventIngestApi(TenantAPIView):
     @extend_schema(
+        operation_id="events_ingest",
         summary="Post an event",
         description="`transaction.created`, `transaction.refunded`, `member.created` or `action`. "
         "Applied once per eventId: a repeat returns the first result (200, `Idempotent-Replayed`); "
@@ -155,6 +156,7 @@ class EventBatchSerializer(serializers.Serializer):
 
 class EventBatchApi(TenantAPIView):
     @extend_schema(
+        operation_id="events_batch",
         summary="Post up to 1,000 events",
         description="Each event gets its own result; valid events are applied even when others are refused.",
         request=EventBatchSerializer,
