@@ -100,6 +100,60 @@ def run() -> None:
     samples = timed(lambda i: client.get(f"/api/v1/members/b-{i % 50}"), 300, "API member read")
     report("GET /members/{ref}", samples)
 
+    # 4. Events through the earning engine: inbox, limits (Redis), transfer, lot and outbox each.
+    run_id = uuid.uuid4().hex[:8]
+
+    def purchase(event_id: str, member: int) -> dict:
+        return {
+            "type": "transaction.created",
+            "eventId": f"{run_id}-{event_id}",
+            "memberRef": f"b-{member}",
+            "amount": "12.50",
+            "currency": "USD",
+        }
+
+    def post_event(i: int) -> None:
+        response = client.post("/api/v1/events", purchase(f"single-{i}", i % 50), format="json")
+        assert response.status_code == 201, response.content
+
+    started = time.perf_counter()
+    samples = timed(post_event, 300, "API event")
+    elapsed = time.perf_counter() - started
+    report("POST /events", samples)
+    print(f"  POST /events, sequential: {300 / elapsed:.0f} events/s")
+
+    # 5. Batches: one request, one transaction per event, so the gain is the HTTP overhead saved.
+    for size, rounds in ((100, 5), (1000, 2)):
+        samples = []
+        for r in range(rounds):
+            events = [purchase(f"batch{size}.{r}-{i}", i % 50) for i in range(size)]
+            started = time.perf_counter()
+            response = client.post("/api/v1/events:batch", {"events": events}, format="json")
+            samples.append(time.perf_counter() - started)
+            assert response.json()["summary"]["applied"] == size, response.json()["summary"]
+            progress(f"batch of {size}", r + 1, rounds)
+        median = statistics.median(samples)
+        print(f"  POST /events:batch of {size}: median {median * 1000:.0f} ms per batch, {size / median:.0f} events/s")
+
+    # 6. Concurrent events, each thread on its own client and connection. Event i goes to member
+    # i % 48, so with 1 or 4 threads no two threads ever share a member (and its row lock).
+    def events_from(worker: int, workers: int, total: int) -> None:
+        own = APIClient()
+        own.credentials(HTTP_X_API_KEY=issued.raw)
+        try:
+            for i in range(worker, total, workers):
+                body = purchase(f"threads{workers}-{i}", i % 48)
+                assert own.post("/api/v1/events", body, format="json").status_code == 201
+        finally:
+            connection.close()
+
+    for workers in (1, 4):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda w, n=workers: events_from(w, n, 400), range(workers)))
+        elapsed = time.perf_counter() - started
+        print(f"  concurrent events, {workers} threads: {400 / elapsed:.0f} events/s")
+
 
 if __name__ == "__main__":
     main()

@@ -12,10 +12,10 @@ from django.urls import path, reverse
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved
 from core.exceptions import DomainError
-from rewards import selectors, services
+from rewards import categories, selectors, services
 from rewards.exceptions import IdempotencyKeyConflict
 from rewards.ledger import MAX_POINTS
-from rewards.models import Account, Member, Transfer
+from rewards.models import Account, Member, Multiplier, SpendCategory, Transfer
 from tenants.models import Operator
 
 WRITING_ROLES = (Operator.Role.ADMIN.value, Operator.Role.SUPPORT.value)
@@ -263,3 +263,123 @@ class TransferAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class MccCodesField(forms.CharField):
+    """MCCs as the operator types them: "5812, 5814"."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [part for part in (super().to_python(value) or "").replace(",", " ").split() if part]
+
+
+class SpendCategoryForm(forms.ModelForm):
+    mcc_codes = MccCodesField(required=False, label="MCCs", help_text="Four-digit MCCs, separated by commas.")
+
+    class Meta:
+        model = SpendCategory
+        fields = ("tenant", "code", "name", "parent", "mcc_codes")
+
+    def clean(self):
+        data = super().clean()
+        tenant = data.get("tenant") or getattr(self.instance, "tenant", None)
+        if tenant is not None and not self.has_error("parent") and not self.has_error("mcc_codes"):
+            # The service checks again under its lock; this turns a refusal into a form error.
+            data["mcc_codes"] = categories.category_validate(
+                tenant=tenant,
+                category=self.instance if self.instance.pk else None,
+                parent=data.get("parent"),
+                mcc_codes=data.get("mcc_codes", []),
+            )
+        return data
+
+
+@admin.register(SpendCategory)
+class SpendCategoryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Writes go through the services: they announce the change and refresh the cached configuration."""
+
+    add_roles = change_roles = WRITING_ROLES
+    form = SpendCategoryForm
+
+    list_display = ("code", "name", "parent", "tenant", "updated_at")
+    list_filter = ("tenant",)
+    list_select_related = ("parent", "tenant")
+    search_fields = ("code", "name")
+    ordering = ("tenant", "code")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("tenant", "code", "name", "parent", "mcc_codes")
+        return ("tenant", "code", "name", "parent", "mcc_codes", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The code is how the API and inbound events address the category: fixed once created.
+        return () if obj is None else ("code", "created_at", "updated_at")
+
+    def has_delete_permission(self, request, obj=None):
+        # Earning explanations name categories; nothing deletes one.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = categories.category_update(
+                category=obj, **{name: getattr(obj, name) for name in categories.CATEGORY_FIELDS}
+            )
+        else:
+            saved = categories.category_create(
+                tenant=obj.tenant, code=obj.code, name=obj.name, parent=obj.parent, mcc_codes=obj.mcc_codes
+            )
+        adopt_saved(obj, saved)
+
+
+class MultiplierForm(forms.ModelForm):
+    class Meta:
+        model = Multiplier
+        fields = ("category", *categories.MULTIPLIER_FIELDS)
+
+    def clean(self):
+        data = super().clean()
+        names = ("factor", "valid_from", "valid_to", "cap_points", "cap_period")
+        if data.get("factor") is not None and not any(self.has_error(name) for name in names):
+            categories.multiplier_validate(**{name: data.get(name) for name in names})
+        return data
+
+
+@admin.register(Multiplier)
+class MultiplierAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Writes go through the services: a change makes a new version, is announced, and
+    refreshes the cached configuration."""
+
+    add_roles = change_roles = delete_roles = WRITING_ROLES
+    form = MultiplierForm
+
+    list_display = ("category", "factor", "tier", "valid_from", "valid_to", "version", "tenant")
+    list_filter = ("tenant",)
+    list_select_related = ("category", "tenant")
+    search_fields = ("category__code",)
+    ordering = ("tenant", "category__code", "pk")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("category", *categories.MULTIPLIER_FIELDS)
+        return ("category", *categories.MULTIPLIER_FIELDS, "version", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("category", "version", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        values = {name: getattr(obj, name) for name in categories.MULTIPLIER_FIELDS}
+        if change:
+            saved = categories.multiplier_update(multiplier=obj, **values)
+        else:
+            saved = categories.multiplier_create(tenant=obj.category.tenant, category=obj.category, **values)
+        adopt_saved(obj, saved)
+
+    def delete_model(self, request, obj):
+        categories.multiplier_delete(multiplier=obj)
+
+    def delete_queryset(self, request, queryset):
+        for multiplier in queryset:
+            categories.multiplier_delete(multiplier=multiplier)

@@ -89,9 +89,12 @@ def payload_hash(event: dict) -> str:
 
 def event_ingest(*, tenant: Tenant, event: dict, dry_run: bool = False) -> EventOutcome:
     """Apply one validated inbound event (snake_case keys) once; replay it if seen before."""
+    # Hashed as sent: a retry without occurredAt must match the first try, whose receipt time differs.
+    digest = payload_hash(event)
+    if event.get("occurred_at") is None:
+        event = {**event, "occurred_at": timezone.now()}
     if dry_run:
         return _dry_run(tenant=tenant, event=event)
-    digest = payload_hash(event)
     grants: list[Grant] = []
     try:
         with transaction.atomic():

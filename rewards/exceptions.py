@@ -29,3 +29,18 @@ class InvalidAmount(Unprocessable):
 class IdempotencyKeyConflict(Conflict):
     default_code = "idempotency_key_conflict"
     default_message = "This idempotency key was already used for a different transfer."
+
+
+class CategoryNotFound(NotFound):
+    default_code = "category_not_found"
+    default_message = "Spend category not found."
+
+
+class CategoryAlreadyExists(Conflict):
+    default_code = "category_exists"
+    default_message = "A spend category with this code already exists."
+
+
+class MultiplierNotFound(NotFound):
+    default_code = "multiplier_not_found"
+    default_message = "Multiplier not found."

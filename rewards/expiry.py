@@ -19,7 +19,10 @@ def _lock(member: Member, kind: str) -> Account:
 @transaction.atomic
 def member_pending_release(*, member: Member, now: datetime) -> int:
     """Move the member's pending points whose returns window has passed into the balance."""
-    pending = _lock(member, Account.Kind.PENDING)
+    # The pending account opens with the first pending earning; before that nothing is held.
+    pending = Account.objects.select_for_update().filter(member=member, kind=Account.Kind.PENDING).first()
+    if pending is None:
+        return 0
     lots = list(
         EarnedLot.objects.select_for_update()
         .filter(member=member, pending_until__isnull=False, pending_until__lte=now)

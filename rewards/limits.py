@@ -9,17 +9,20 @@ the end of its period in the tenant's time zone.
 PostgreSQL stays the source of truth: a missing counter (a new period, or a Redis that lost
 its data) is seeded from the ledger. When Redis cannot be reached, the check runs in the
 database instead, serialised per tenant by an advisory lock, so no event is lost and no
-limit is exceeded; it is slower, not wrong.
+limit is exceeded; it is slower, not wrong. Redis never saw the points granted meanwhile, so
+once it answers again the counters they should have been added to are dropped and seeded
+afresh from the ledger.
 """
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from prometheus_client import Counter
 
@@ -29,6 +32,11 @@ from tenants.selectors import limits_effective
 
 logger = logging.getLogger(__name__)
 FALLBACKS = Counter("loyalty_limit_checks_in_database_total", "Limit checks done in PostgreSQL because Redis failed")
+
+# Counters that points granted in the database are missing from. A Redis that was only out of
+# reach (not restarted) still holds them, and would let those points be granted twice.
+_stale: set[str] = set()
+_stale_lock = threading.Lock()
 
 # KEYS: the counters. ARGV: requested, mode ("take" or "peek"), then per key: limit, expire-at (ms, 0 = never),
 # seed ("" = unknown). Returns {granted, index of the binding counter or 0} or {-1, missing indexes...}.
@@ -203,6 +211,22 @@ def _grant_in_redis(client, tenant, member, counters, requested: int, mode: str)
     raise RuntimeError("limit counters could not be seeded")
 
 
+def _mark_stale(keys: list[str]) -> None:
+    with _stale_lock:
+        _stale.update(keys)
+
+
+def _drop_stale(client) -> None:
+    """Delete the counters database checks have overtaken; raises while Redis is still down."""
+    with _stale_lock:
+        keys = list(_stale)
+    if not keys:
+        return
+    client.delete(*keys)
+    with _stale_lock:
+        _stale.difference_update(keys)
+
+
 def _advisory_lock(tenant: Tenant) -> None:
     if connection.vendor != "postgresql":
         return  # SQLite serialises writers by itself
@@ -232,6 +256,7 @@ def limits_grant(*, tenant: Tenant, member: Member, points: int, at: datetime, p
     try:
         if client is None:
             raise ConnectionError("no Redis configured")
+        _drop_stale(client)
         granted, binding = _grant_in_redis(client, tenant, member, counters, points, "peek" if peek else "take")
     except Exception as exc:  # noqa: BLE001 - any Redis failure falls back to the database
         if client is not None:
@@ -239,6 +264,10 @@ def limits_grant(*, tenant: Tenant, member: Member, points: int, at: datetime, p
             FALLBACKS.inc()
         source = "database"
         granted, binding = _grant_in_database(tenant, member, counters, points)
+        if client is not None and granted > 0 and not peek:
+            # Marked once committed, so a reseed cannot miss these points while they are in flight.
+            keys = [_redis_key(c.key) for c in counters]
+            transaction.on_commit(lambda: _mark_stale(keys))
     return Grant(points, granted, counters, counters[binding - 1] if binding else None, source)
 
 

@@ -7,14 +7,16 @@ The table below must name every route and method under /api/v1/: a new endpoint 
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from rewards import selectors, services
-from rewards.models import Account, Member, Transfer
+from rewards import categories, selectors, services
+from rewards.earning import event_ingest
+from rewards.models import Account, InboundEvent, Member, Multiplier, OutboxEvent, SpendCategory, Transfer
 from tenants.models import ApiKey, Limit
 from tenants.services import limit_upsert
 from tests.core.shapes import assert_error
@@ -22,6 +24,11 @@ from tests.factories import MemberFactory
 
 A_REF = "alice-of-a"
 B_REF = "bob-of-b"
+A_CAT = "a-dining"
+B_CAT = "b-travel"
+CATEGORY = "api/v1/categories/<str:code>"
+MULTIPLIERS = "api/v1/categories/<str:code>/multipliers"
+MULTIPLIER = "api/v1/categories/<str:code>/multipliers/<int:multiplier_id>"
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -90,10 +97,63 @@ CASES = [
     ),
     Case("api/v1/members/<str:member_ref>/transfers", "get", "/api/v1/members/{a_ref}/transfers", 404),
     Case("api/v1/members/<str:member_ref>/token", "post", "/api/v1/members/{a_ref}/token", 404),
+    # Categories: codes and MCCs are per tenant, so B's lists and creations are B's own.
+    Case("api/v1/categories", "get", "/api/v1/categories", 200),
+    Case("api/v1/categories", "post", "/api/v1/categories", 201, {"code": A_CAT, "name": "B's", "mccCodes": ["5812"]}),
+    Case("api/v1/categories", "post", "/api/v1/categories", 400, {"code": "b-new", "name": "x", "parent": A_CAT}),
+    Case(CATEGORY, "get", "/api/v1/categories/{a_cat}", 404),
+    Case(CATEGORY, "patch", "/api/v1/categories/{a_cat}", 404, {"name": "Hijacked", "mccCodes": []}),
+    Case(CATEGORY, "patch", "/api/v1/categories/{b_cat}", 400, {"parent": A_CAT}),
+    Case(MULTIPLIERS, "get", "/api/v1/categories/{a_cat}/multipliers", 404),
+    Case(MULTIPLIERS, "post", "/api/v1/categories/{a_cat}/multipliers", 404, {"factor": "9"}),
+    Case(MULTIPLIER, "get", "/api/v1/categories/{a_cat}/multipliers/{a_mult}", 404),
+    Case(MULTIPLIER, "patch", "/api/v1/categories/{a_cat}/multipliers/{a_mult}", 404, {"factor": "9"}),
+    Case(MULTIPLIER, "delete", "/api/v1/categories/{a_cat}/multipliers/{a_mult}", 404),
+    # B's own category with A's multiplier id: the multiplier is looked up within B's category.
+    Case(MULTIPLIER, "get", "/api/v1/categories/{b_cat}/multipliers/{a_mult}", 404),
+    Case(MULTIPLIER, "patch", "/api/v1/categories/{b_cat}/multipliers/{a_mult}", 404, {"factor": "9"}),
+    Case(MULTIPLIER, "delete", "/api/v1/categories/{b_cat}/multipliers/{a_mult}", 404),
     # A member app of tenant B sees only its own member.
     Case("api/v1/me", "get", "/api/v1/me", 200, caller="b_token"),
     Case("api/v1/me/transfers", "get", "/api/v1/me/transfers", 200, caller="b_token"),
     Case("api/v1/me", "get", "/api/v1/me", 403),
+    # Events name members and events in the caller's own namespace: A's memberRef from B's key
+    # enrols a member of B, and A's eventId is unknown to B.
+    Case(
+        "api/v1/events",
+        "post",
+        "/api/v1/events",
+        201,
+        {
+            "type": "transaction.created",
+            "eventId": "a-purchase-1",
+            "memberRef": A_REF,
+            "amount": "10.00",
+            "currency": "USD",
+        },
+    ),
+    Case(
+        "api/v1/events",
+        "post",
+        "/api/v1/events",
+        422,
+        {"type": "transaction.refunded", "eventId": "b-refund-1", "originalEventId": "a-purchase-1"},
+    ),
+    Case(
+        "api/v1/events:batch",
+        "post",
+        "/api/v1/events:batch",
+        200,
+        {"events": [{"type": "transaction.refunded", "eventId": "b-refund-2", "originalEventId": "a-purchase-1"}]},
+    ),
+    # Simulations read only the caller's own events.
+    Case(
+        "api/v1/simulations",
+        "post",
+        "/api/v1/simulations",
+        200,
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", "changes": {"earnRate": "2"}},
+    ),
 ]
 
 
@@ -136,17 +196,24 @@ def world(tenant, other_tenant):
     """Tenant A with a member holding points, a member limit and an API key; tenant B with
     its own member and a token for it."""
     a_member = MemberFactory(tenant=tenant, external_ref=A_REF, attributes={"tier": "gold"})
-    services.points_adjust(tenant=tenant, member=a_member, points=100, reason="seed", actor="test")
+    services.points_adjust(tenant=tenant, member=a_member, points=95, reason="seed", actor="test")
     limit_upsert(tenant=tenant, scope="USER", member_ref=A_REF, max_per_day=10)
     b_member = MemberFactory(tenant=other_tenant, external_ref=B_REF)
     services.points_adjust(tenant=other_tenant, member=b_member, points=7, reason="b seed", actor="test")
     b_token, _ = services.member_token_issue(member=b_member)
+    a_category = categories.category_create(tenant=tenant, code=A_CAT, name="A's dining", mcc_codes=["5812"])
+    a_multiplier = categories.multiplier_create(tenant=tenant, category=a_category, factor=Decimal("2"))
+    categories.category_create(tenant=other_tenant, code=B_CAT, name="B's travel")
+    purchase = {"type": "transaction.created", "event_id": "a-purchase-1", "member_ref": A_REF}
+    # 95 adjusted + 5 earned: A's member holds 100 points
+    event_ingest(tenant=tenant, event={**purchase, "amount": Decimal("5.00"), "currency": "USD", "occurred_at": None})
     return SimpleNamespace(
         a=tenant,
         b=other_tenant,
         a_member=a_member,
         b_member=b_member,
         a_key=ApiKey.objects.get(tenant=tenant),
+        a_multiplier=a_multiplier,
         a_client=client_with(HTTP_X_API_KEY=tenant.raw_api_key),
         callers={
             "b_key": client_with(HTTP_X_API_KEY=other_tenant.raw_api_key),
@@ -171,6 +238,16 @@ def tenant_state(tenant) -> dict:
             .values_list("scope", "member_ref", "max_per_day", "max_total", "window_days")
         ),
         "keys": list(ApiKey.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "revoked_at")),
+        "categories": list(
+            SpendCategory.objects.filter(tenant=tenant)
+            .order_by("pk")
+            .values_list("code", "name", "parent", "mcc_codes")
+        ),
+        "multipliers": list(
+            Multiplier.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "category", "factor", "version")
+        ),
+        "outbox": OutboxEvent.objects.filter(tenant=tenant).count(),
+        "events": list(InboundEvent.objects.filter(tenant=tenant).order_by("pk").values_list("event_id", "status")),
     }
 
 
@@ -179,7 +256,15 @@ def tenant_state(tenant) -> dict:
 def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
     # given tenant A's state
     before = tenant_state(world.a)
-    path = case.path.format(a_tenant=world.a.pk, b_tenant=world.b.pk, a_ref=A_REF, a_key=world.a_key.pk)
+    path = case.path.format(
+        a_tenant=world.a.pk,
+        b_tenant=world.b.pk,
+        a_ref=A_REF,
+        a_key=world.a_key.pk,
+        a_cat=A_CAT,
+        b_cat=B_CAT,
+        a_mult=world.a_multiplier.pk,
+    )
 
     # when tenant B calls with A's ids
     response = world.callers[case.caller].generic(
@@ -245,3 +330,11 @@ def test_a_member_token_of_one_tenant_cannot_see_another_tenants_member(world):
     assert to_a.status_code == to_nobody.status_code
     assert to_a.json()["errors"] == to_nobody.json()["errors"]
     assert_error(app.post(f"/api/v1/members/{A_REF}/token"), 403)
+
+
+@pytest.mark.django_db
+def test_category_lists_show_only_the_callers_own_tenant(world):
+    listed = world.callers["b_key"].get("/api/v1/categories").json()
+
+    assert [c["code"] for c in listed["results"]] == [B_CAT]
+    assert listed["count"] == 1

@@ -2,13 +2,15 @@
 
 from decimal import Decimal
 
-from django.utils import timezone
+from django_guid import get_guid
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from core.api.casing import camel
 from core.api.schema import domain_errors
 from core.api.views import TenantAPIView
+from core.exceptions import DomainError
 from core.validators import member_ref_validator
 from rewards.earning import (
     ACTION,
@@ -19,6 +21,7 @@ from rewards.earning import (
     event_ingest,
 )
 from rewards.models.earning import code_validator
+from tenants.models import locale_validator
 
 MAX_BATCH = 1000
 
@@ -33,11 +36,9 @@ MONEY = {"max_digits": 14, "decimal_places": 2, "min_value": Decimal("0.01")}
 class _EventBase(serializers.Serializer):
     event_id = event_id_field(help_text="The tenant's own id for the event; it is applied once per eventId.")
     type = serializers.CharField()
+    # Left out rather than defaulted here: the engine fills in the time of receipt after hashing
+    # the body, so a retry of the same body replays instead of looking like another event.
     occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to the time of receipt.")
-
-    def validate(self, attrs):
-        attrs.setdefault("occurred_at", timezone.now())
-        return attrs
 
 
 class LineItemSerializer(serializers.Serializer):
@@ -72,7 +73,8 @@ class TransactionRefundedSerializer(_EventBase):
 
 class MemberCreatedSerializer(_EventBase):
     member_ref = serializers.CharField(max_length=128, validators=[member_ref_validator])
-    locale = serializers.CharField(max_length=35, required=False, allow_blank=True)
+    # The member's own rule, checked here so that a bad locale is this event's error, not the batch's.
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True, validators=[locale_validator])
     attributes = serializers.DictField(required=False)
 
 
@@ -100,7 +102,8 @@ def event_validate(data) -> dict:
     if not isinstance(data, dict):
         raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
     kind = data.get("type")
-    if kind not in EVENT_SERIALIZERS:
+    # Any JSON may arrive here: a list or an object is not hashable, so test the type first.
+    if not isinstance(kind, str) or kind not in EVENT_SERIALIZERS:
         raise serializers.ValidationError(
             {"type": [serializers.ErrorDetail(f"Use one of: {', '.join(EVENT_SERIALIZERS)}.", code="invalid_choice")]}
         )
@@ -120,7 +123,12 @@ class EventResultSerializer(serializers.Serializer):
 
 
 def _response(outcome: EventOutcome) -> Response:
-    response = Response(outcome.body, status=outcome.status_code)
+    body = outcome.body
+    if outcome.status_code >= 400:
+        # A refusal the engine stored (or a dry run's) skips the exception handler, which is
+        # what adds the request id to every other error.
+        body = {**body, "request_id": get_guid()}
+    response = Response(body, status=outcome.status_code)
     if outcome.replayed:
         response["Idempotent-Replayed"] = "true"
     return response
@@ -174,7 +182,13 @@ class EventBatchApi(TenantAPIView):
                 summary["invalid"] += 1
                 results.append({**item, "status": "invalid", "httpStatus": 400, "errors": _flatten(exc.detail)})
                 continue
-            outcome = event_ingest(tenant=self.tenant, event=event)
+            try:
+                outcome = event_ingest(tenant=self.tenant, event=event)
+            except DomainError as exc:
+                # Refusals the engine does not store (an eventId reused for another event) are
+                # still this event's own result, not the batch's.
+                error = {"code": exc.code, "detail": exc.message, "attr": camel(exc.field) if exc.field else None}
+                outcome = EventOutcome(exc.status_code, {"type": "client_error", "errors": [error]}, replayed=False)
             outcome_status = "duplicate" if outcome.replayed else "applied" if outcome.status_code < 300 else "rejected"
             summary[outcome_status] += 1
             results.append(
@@ -184,8 +198,6 @@ class EventBatchApi(TenantAPIView):
 
 
 def _flatten(detail, prefix: str = "") -> list[dict]:
-    from core.api.casing import camel
-
     if isinstance(detail, dict):
         return [e for key, value in detail.items() for e in _flatten(value, f"{prefix}.{key}" if prefix else key)]
     if isinstance(detail, list):

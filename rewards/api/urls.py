@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rewards.api import events, views
+from rewards.api import categories, events, simulations, views
 
 urlpatterns = [
     path("members", views.MemberListCreateApi.as_view(), name="member-list"),
@@ -10,6 +10,15 @@ urlpatterns = [
     path("members/<str:member_ref>/token", views.MemberTokenApi.as_view(), name="member-token"),
     path("events", events.EventIngestApi.as_view(), name="events"),
     path("events:batch", events.EventBatchApi.as_view(), name="events-batch"),
+    path("simulations", simulations.SimulationRunApi.as_view(), name="simulations"),
+    path("categories", categories.CategoryListCreateApi.as_view(), name="category-list"),
+    path("categories/<str:code>", categories.CategoryDetailApi.as_view(), name="category-detail"),
+    path("categories/<str:code>/multipliers", categories.MultiplierListCreateApi.as_view(), name="multiplier-list"),
+    path(
+        "categories/<str:code>/multipliers/<int:multiplier_id>",
+        categories.MultiplierDetailApi.as_view(),
+        name="multiplier-detail",
+    ),
     path("me", views.MeApi.as_view(), name="me"),
     path("me/transfers", views.MeTransferListApi.as_view(), name="me-transfers"),
 ]
