@@ -15,7 +15,7 @@ from core.exceptions import DomainError
 from rewards import categories, selectors, services
 from rewards.exceptions import IdempotencyKeyConflict
 from rewards.ledger import MAX_POINTS
-from rewards.models import Account, Member, Multiplier, SpendCategory, Transfer
+from rewards.models import Account, EarnedLot, InboundEvent, Member, Multiplier, OutboxEvent, SpendCategory, Transfer
 from tenants.models import Operator
 
 WRITING_ROLES = (Operator.Role.ADMIN.value, Operator.Role.SUPPORT.value)
@@ -383,3 +383,50 @@ class MultiplierAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for multiplier in queryset:
             categories.multiplier_delete(multiplier=multiplier)
+
+
+class ReadOnlyAdminMixin:
+    """The event store and the lots are records of what happened: nobody edits them here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("event_id", "type", "member_ref", "status", "points", "amount", "occurred_at", "tenant")
+    list_filter = ("type", "status", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("event_id__exact", "member_ref__exact")
+    search_help_text = "Exact eventId or memberRef."
+    date_hierarchy = "occurred_at"
+    ordering = ("-received_at", "-pk")
+    readonly_fields = [f.name for f in InboundEvent._meta.fields]
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("type", "member_ref", "occurred_at", "published_at", "correlation_id", "tenant")
+    list_filter = ("type", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("member_ref__exact", "correlation_id__exact")
+    search_help_text = "Exact memberRef or correlation id."
+    ordering = ("-created_at",)
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+
+
+@admin.register(EarnedLot)
+class EarnedLotAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "member", "points", "remaining", "pending_until", "expires_at", "created_at", "tenant")
+    list_filter = ("tenant",)
+    list_select_related = ("member", "tenant")
+    search_fields = ("member__external_ref__exact",)
+    search_help_text = "Exact memberRef."
+    ordering = ("-created_at",)
+    readonly_fields = [f.name for f in EarnedLot._meta.fields]

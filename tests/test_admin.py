@@ -570,3 +570,40 @@ def test_site_header(client, platform_admin):
     client.force_login(platform_admin)
 
     assert "Loyalty back office" in client.get(url("index")).content.decode()
+
+
+@pytest.mark.django_db
+def test_event_store_outbox_and_lots_are_read_only_and_scoped(client, tenant, other_tenant):
+    from decimal import Decimal
+
+    from rewards.earning import event_ingest
+    from rewards.models import EarnedLot, InboundEvent, OutboxEvent
+
+    for t, ref in ((tenant, "mine"), (other_tenant, "theirs")):
+        event_ingest(
+            tenant=t,
+            event={
+                "type": "transaction.created",
+                "event_id": f"e-{ref}",
+                "member_ref": ref,
+                "amount": Decimal("10.00"),
+                "currency": "USD",
+                "occurred_at": None,
+            },
+        )
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.ADMIN)
+    client.force_login(operator.user)
+
+    listing = client.get("/admin/rewards/inboundevent/")
+    assert listing.status_code == 200
+    assert b"e-mine" in listing.content and b"e-theirs" not in listing.content
+    theirs = InboundEvent.objects.get(event_id="e-theirs")
+    assert client.get(f"/admin/rewards/inboundevent/{theirs.pk}/change/").status_code == 404
+    mine = InboundEvent.objects.get(event_id="e-mine")
+    assert client.get(f"/admin/rewards/inboundevent/{mine.pk}/change/").status_code == 200
+    for model in ("inboundevent", "outboxevent", "earnedlot"):
+        assert client.get(f"/admin/rewards/{model}/add/").status_code == 403
+    lot = EarnedLot.objects.get(member__external_ref="mine")
+    assert client.post(f"/admin/rewards/earnedlot/{lot.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert EarnedLot.objects.filter(pk=lot.pk).exists()
+    assert OutboxEvent.objects.filter(tenant=tenant).count() == 1
