@@ -4,29 +4,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='expiry_days',
-            field=models.PositiveIntegerField(blank=True, help_text='With the DAYS policy: points expire this many days after earning.', null=True),
+            model_name="tenant",
+            name="expiry_days",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="With the DAYS policy: points expire this many days after earning.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='expiry_policy',
-            field=models.CharField(choices=[('NEVER', 'Points never expire'), ('DAYS', 'N days after earning'), ('END_OF_MONTH', 'At the end of the month after N months (N=0: this month)'), ('END_OF_YEAR', 'At the end of the year after N years (N=0: this year)')], default='NEVER', max_length=16),
+            model_name="tenant",
+            name="expiry_policy",
+            field=models.CharField(
+                choices=[
+                    ("NEVER", "Points never expire"),
+                    ("DAYS", "N days after earning"),
+                    ("END_OF_MONTH", "At the end of the month after N months (N=0: this month)"),
+                    ("END_OF_YEAR", "At the end of the year after N years (N=0: this year)"),
+                ],
+                default="NEVER",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='pending_days',
-            field=models.PositiveIntegerField(default=0, help_text='Earned points stay pending this many days (returns window) before they can be spent.'),
+            model_name="tenant",
+            name="pending_days",
+            field=models.PositiveIntegerField(
+                default=0,
+                help_text="Earned points stay pending this many days (returns window) before they can be spent.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tenant',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('expiry_policy', 'DAYS'), _negated=True), ('expiry_days__gte', 1), _connector='OR'), name='tenant_expiry_days_with_days_policy'),
+            model_name="tenant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("expiry_policy", "DAYS"), _negated=True), ("expiry_days__gte", 1), _connector="OR"
+                ),
+                name="tenant_expiry_days_with_days_policy",
+            ),
         ),
     ]
