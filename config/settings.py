@@ -212,7 +212,7 @@ DRF_STANDARDIZED_ERRORS = {
 JSON_CAMEL_CASE = {
     "JSON_UNDERSCOREIZE": {
         "no_underscore_before_number": True,
-        "ignore_fields": ("attributes", "explanation", "metadata", "payload", "data"),
+        "ignore_fields": ("attributes", "explanation", "metadata", "payload", "data", "rule_json", "ruleJson"),
         "ignore_keys": None,
     }
 }

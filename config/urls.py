@@ -9,6 +9,7 @@ from config import health
 api_v1 = [
     path("", include("tenants.api.urls")),
     path("", include("rewards.api.urls")),
+    path("", include("campaigns.api.urls")),
 ]
 
 urlpatterns = [

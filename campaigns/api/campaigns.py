@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the campaigns API work."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the cohorts API work."""
+
+urlpatterns: list = []

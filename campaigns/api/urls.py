@@ -1,0 +1,3 @@
+from campaigns.api import campaigns, cohorts
+
+urlpatterns = [*campaigns.urlpatterns, *cohorts.urlpatterns]
