@@ -6,5 +6,9 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns, cohorts and incentives"
 
     def ready(self):
-        # The cache of active campaigns follows campaign writes (signals, after commit).
-        from campaigns import config  # noqa: F401
+        from campaigns import config  # noqa: F401 - the active-campaign cache follows writes (signals)
+        from campaigns.incentives import incentives_provide, incentives_reverse
+        from rewards.contributions import register_incentive_provider, register_refund_listener
+
+        register_incentive_provider(incentives_provide)
+        register_refund_listener(incentives_reverse)

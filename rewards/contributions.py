@@ -7,6 +7,7 @@ register from their `AppConfig.ready`, so dependencies keep pointing one way.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,12 +19,41 @@ class TierContext:
 
 
 @dataclass(frozen=True)
+class IncentiveContext:
+    """What the engine tells incentive providers about the event being applied."""
+
+    base_points: int  # what the purchase earns before incentives (0 for an action)
+    now: datetime
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class Incentive:
-    """Extra points a campaign adds to an earning, with why."""
+    """Extra points a campaign adds to an earning, with why. `settle` is told, once the
+    limits have been applied, how many of `points` were actually credited (and the
+    transfer), so the provider can record the true amount and announce it."""
 
     points: int
     source: str
     explanation: dict = field(default_factory=dict)
+    settle: Callable[[int, str | None], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class RefundContext:
+    """Told to refund listeners when a refund is applied (in its transaction)."""
+
+    tenant: Any
+    member: Any
+    original_event_id: str
+    refund_event_id: str
+    refunded_total: Decimal  # all refunds of the original so far, this one included
+    original_amount: Decimal
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.refunded_total >= self.original_amount
 
 
 @dataclass(frozen=True)
@@ -38,12 +68,14 @@ class PointsChange:
 
 
 TierProvider = Callable[[Any, Any], TierContext]  # (tenant, member) -> TierContext
-IncentiveProvider = Callable[[Any, Any, dict], list[Incentive]]  # (tenant, member, event) -> incentives
+IncentiveProvider = Callable[[Any, Any, dict, IncentiveContext], list[Incentive]]
 PointsListener = Callable[[PointsChange], None]
+RefundListener = Callable[[RefundContext], list[dict]]  # -> what it reversed, for the explanation
 
 _tier_provider: TierProvider | None = None
 _incentive_providers: list[IncentiveProvider] = []
 _listeners: list[PointsListener] = []
+_refund_listeners: list[RefundListener] = []
 
 
 def register_tier_provider(provider: TierProvider) -> None:
@@ -61,12 +93,21 @@ def register_points_listener(listener: PointsListener) -> None:
         _listeners.append(listener)
 
 
+def register_refund_listener(listener: RefundListener) -> None:
+    if listener not in _refund_listeners:
+        _refund_listeners.append(listener)
+
+
 def tier_for(tenant, member) -> TierContext:
     return _tier_provider(tenant, member) if _tier_provider is not None else TierContext()
 
 
-def incentives_for(tenant, member, event: dict) -> list[Incentive]:
-    return [incentive for provider in _incentive_providers for incentive in provider(tenant, member, event)]
+def incentives_for(tenant, member, event: dict, context: IncentiveContext) -> list[Incentive]:
+    return [incentive for provider in _incentive_providers for incentive in provider(tenant, member, event, context)]
+
+
+def refund_applied(context: RefundContext) -> list[dict]:
+    return [item for listener in _refund_listeners for item in listener(context)]
 
 
 def points_changed(change: PointsChange) -> None:

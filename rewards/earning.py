@@ -10,7 +10,7 @@ same answer.
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -25,7 +25,15 @@ from core.api.casing import camel
 from core.exceptions import Conflict, DomainError, Unprocessable
 from rewards.calculation import Calculation, Snapshot, calculate, event_lines
 from rewards.categories import category_config_get
-from rewards.contributions import PointsChange, incentives_for, points_changed, tier_for
+from rewards.contributions import (
+    IncentiveContext,
+    PointsChange,
+    RefundContext,
+    incentives_for,
+    points_changed,
+    refund_applied,
+    tier_for,
+)
 from rewards.exceptions import MemberAlreadyExists
 from rewards.ledger import points_transfer, system_account_get
 from rewards.limits import Grant, limits_grant, limits_release, limits_release_for
@@ -228,7 +236,6 @@ def _snapshot(*, tenant: Tenant, member: Member, event: dict, now: datetime) -> 
         tier=tier.code,
         tier_multiplier=tier.multiplier,
         cap_used=cap_used,
-        incentives=tuple(incentives_for(tenant, member, event)),
     )
 
 
@@ -257,8 +264,12 @@ def _award(
     grants: list[Grant],
     now: datetime,
     dry_run: bool,
+    base_points: int = 0,
+    incentives: tuple = (),
 ) -> dict:
-    """Check the limits and credit what they allow: pending first if the tenant holds points."""
+    """Check the limits and credit what they allow: pending first if the tenant holds points.
+    When the limits cut the award, the base points are credited first, then the incentives
+    in order; each incentive's provider is told what it actually got."""
     grant = limits_grant(tenant=tenant, member=member, points=points, at=now, peek=dry_run)
     grants.append(grant)
     awarded = grant.granted
@@ -279,6 +290,7 @@ def _award(
     }
     inbox.points = awarded
     if awarded <= 0 or dry_run:
+        _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=None)
         return result
     account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
     transfer = points_transfer(
@@ -315,7 +327,17 @@ def _award(
     points_changed(PointsChange(tenant, member, awarded, "earn", inbox.event_id))
     POINTS_AWARDED.inc(awarded)
     result["transfer_id"] = str(transfer.pk)
+    _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=str(transfer.pk))
     return result
+
+
+def _incentives_settle(incentives, *, awarded: int, base_points: int, transfer_id: str | None) -> None:
+    left = max(0, awarded - min(awarded, base_points))
+    for incentive in incentives:
+        given = min(max(incentive.points, 0), left)
+        left -= given
+        if incentive.settle is not None:
+            incentive.settle(given, transfer_id)
 
 
 def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict:
@@ -331,6 +353,12 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict
     lines = event_lines(
         amount=event["amount"], category=event.get("category"), mcc=event.get("mcc"), line_items=event.get("line_items")
     )
+    base = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
+    # Campaigns see what the purchase earns on its own (a "double points" campaign doubles it).
+    incentives = tuple(
+        incentives_for(tenant, member, event, IncentiveContext(base_points=base.points, now=now, dry_run=dry_run))
+    )
+    snapshot = replace(snapshot, incentives=incentives)
     calc = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     if not dry_run:
         _record_cap_usage(tenant=tenant, member=member, calc=calc, snapshot=snapshot, now=now)
@@ -343,6 +371,8 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict
         grants=grants,
         now=now,
         dry_run=dry_run,
+        base_points=base.points,
+        incentives=incentives,
     )
 
 
@@ -350,7 +380,8 @@ def _action(*, tenant, inbox, event, grants, dry_run=False) -> dict:
     member, _ = member_get_or_create(tenant=tenant, member_ref=event["member_ref"])
     if not dry_run:
         _member_account_lock(member)
-    incentives = incentives_for(tenant, member, event)
+    now = timezone.now()
+    incentives = tuple(incentives_for(tenant, member, event, IncentiveContext(base_points=0, now=now, dry_run=dry_run)))
     points = max(0, sum(i.points for i in incentives))
     explanation = {
         "actionCode": event["action_code"],
@@ -364,8 +395,9 @@ def _action(*, tenant, inbox, event, grants, dry_run=False) -> dict:
         points=points,
         explanation=explanation,
         grants=grants,
-        now=timezone.now(),
+        now=now,
         dry_run=dry_run,
+        incentives=incentives,
     )
 
 
@@ -426,6 +458,18 @@ def _transaction_refunded(*, tenant, inbox, event, grants, dry_run=False) -> dic
         )
     elif dry_run:
         reversed_points = to_reverse
+    # Campaigns reverse what the original event earned from them (budgets, caps, quest steps).
+    incentives_reversed = refund_applied(
+        RefundContext(
+            tenant=tenant,
+            member=member,
+            original_event_id=original.event_id,
+            refund_event_id=inbox.event_id,
+            refunded_total=refunded_before + amount,
+            original_amount=original.amount,
+            dry_run=dry_run,
+        )
+    )
     inbox.points = -reversed_points
     return {
         "event_id": inbox.event_id,
@@ -443,6 +487,7 @@ def _transaction_refunded(*, tenant, inbox, event, grants, dry_run=False) -> dic
             "toReverse": to_reverse,
             "reversed": reversed_points,
             "uncollectable": shortfall,
+            **({"incentivesReversed": incentives_reversed} if incentives_reversed else {}),
         },
     }
 
