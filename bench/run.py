@@ -154,6 +154,67 @@ def run() -> None:
         elapsed = time.perf_counter() - started
         print(f"  concurrent events, {workers} threads: {400 / elapsed:.0f} events/s")
 
+    campaigns_bench(client, issued.raw, run_id, tenant.pk)
+
+
+def campaigns_bench(client: APIClient, raw_key: str, run_id: str, tenant_id) -> None:
+    """7. Campaigns: the cost of evaluating live campaigns on every event, and of a shared budget."""
+    from campaigns.models import Campaign, CampaignStats
+
+    def action_event(tag: str, i: int) -> dict:
+        return {
+            "type": "action",
+            "eventId": f"{run_id}-{tag}-{i}",
+            "memberRef": f"b-{i % 48}",
+            "actionCode": "app.open",
+        }
+
+    def per_event(tag: str) -> float:
+        def post(i: int) -> None:
+            assert client.post("/api/v1/events", action_event(tag, i), format="json").status_code == 201
+
+        samples = timed(post, 200, f"action events, {tag}")
+        return statistics.median(samples)
+
+    baseline = per_event("no campaigns")
+    for n in range(10):
+        rule = {
+            "trigger": {"eventTypes": ["action"], "actionCodes": ["app.open"]},
+            "conditions": {
+                "and": [{"==": [{"var": "event.actionCode"}, "app.open"]}, {"!=": [{"var": "member.locale"}, "xx"]}]
+            },
+            "reward": {"type": "POINTS", "points": 1},
+        }
+        campaign = Campaign.objects.create(
+            tenant_id=tenant_id, name=f"bench {n}", status="ACTIVE", start_at="2020-01-01T00:00:00Z", rule_json=rule
+        )
+        CampaignStats.objects.create(campaign=campaign)
+    with_ten = per_event("10 campaigns")
+    print(
+        f"  action event median: no campaigns {baseline:.1f} ms, 10 live campaigns {with_ten:.1f} ms "
+        f"({with_ten / baseline:.2f}x)"
+    )
+
+    # One budgeted campaign shared by every member: its stats row is the point of contention.
+    Campaign.objects.filter(tenant_id=tenant_id).update(budget_rewards=10**6)
+
+    def events_from(worker: int, workers: int, total: int) -> None:
+        own = APIClient()
+        own.credentials(HTTP_X_API_KEY=raw_key)
+        try:
+            for i in range(worker, total, workers):
+                body = action_event(f"budget{workers}", i)
+                assert own.post("/api/v1/events", body, format="json").status_code == 201
+        finally:
+            connection.close()
+
+    for workers in (1, 4):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda w, n=workers: events_from(w, n, 200), range(workers)))
+        elapsed = time.perf_counter() - started
+        print(f"  events on 10 budgeted campaigns, {workers} threads: {200 / elapsed:.0f} events/s")
+
 
 if __name__ == "__main__":
     main()
