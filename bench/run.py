@@ -164,7 +164,7 @@ def campaigns_bench(client: APIClient, raw_key: str, run_id: str, tenant_id) -> 
     def action_event(tag: str, i: int) -> dict:
         return {
             "type": "action",
-            "eventId": f"{run_id}-{tag}-{i}",
+            "eventId": f"{run_id}-{tag.replace(' ', '_')}-{i}",
             "memberRef": f"b-{i % 48}",
             "actionCode": "app.open",
         }

@@ -165,7 +165,8 @@ class Campaign(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["tenant", "status"], name="campaign_tenant_status"),
-            JsonGinIndex(fields=["rule_json"], name="campaign_rule_gin"),
+            # jsonb_path_ops: containment (`@>`) only, and selective enough that the planner uses it.
+            JsonGinIndex(fields=["rule_json"], name="campaign_rule_gin", opclasses=["jsonb_path_ops"]),
         ]
         constraints = [
             models.CheckConstraint(

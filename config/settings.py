@@ -169,6 +169,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.idempotency_records_purge",
         "schedule": timedelta(hours=1),
     },
+    "campaigns-schedule": {"task": "campaigns.tasks.campaigns_schedule_run", "schedule": timedelta(minutes=1)},
+    "cohorts-recompute-due": {"task": "campaigns.tasks.cohorts_recompute_due", "schedule": timedelta(hours=1)},
 }
 
 # Auth, API, schema ---------------------------------------------------------------------
@@ -235,6 +237,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "tenants.models.Tenant.Status",
         "MemberStatusEnum": "rewards.models.Member.Status",
+        "CohortKindEnum": "campaigns.models.Cohort.Kind",
+        "CohortRunStatusEnum": "campaigns.models.CohortRun.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",

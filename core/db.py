@@ -10,5 +10,5 @@ class JsonGinIndex(GinIndex):
 
     def create_sql(self, model, schema_editor, using="", **kwargs):
         if schema_editor.connection.vendor != "postgresql":
-            return models.Index.create_sql(self, model, schema_editor, using=using, **kwargs)
+            return models.Index(fields=self.fields, name=self.name).create_sql(model, schema_editor, **kwargs)
         return super().create_sql(model, schema_editor, using=using, **kwargs)

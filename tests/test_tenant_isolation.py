@@ -7,6 +7,7 @@ The table below must name every route and method under /api/v1/: a new endpoint 
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -14,6 +15,9 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from campaigns.cohorts import cohort_create
+from campaigns.models import Action, Campaign, Cohort, CohortMember, CohortRun, CouponCode, Incentive
+from campaigns.services import action_upsert, campaign_activate, campaign_create, coupon_codes_add, coupon_pool_create
 from rewards import categories, selectors, services
 from rewards.earning import event_ingest
 from rewards.models import Account, InboundEvent, Member, Multiplier, OutboxEvent, SpendCategory, Transfer
@@ -26,9 +30,20 @@ A_REF = "alice-of-a"
 B_REF = "bob-of-b"
 A_CAT = "a-dining"
 B_CAT = "b-travel"
+A_COHORT = "a-vips"
 CATEGORY = "api/v1/categories/<str:code>"
 MULTIPLIERS = "api/v1/categories/<str:code>/multipliers"
 MULTIPLIER = "api/v1/categories/<str:code>/multipliers/<int:multiplier_id>"
+COHORT = "api/v1/cohorts/<uuid:cohort_id>"
+CAMPAIGN = "api/v1/campaigns/<uuid:campaign_id>"
+A_ACTION = "a.only"
+A_POOL = "a-pool"
+B_CAMPAIGN = {
+    "name": "B's",
+    "type": "SIMPLE",
+    "startAt": "2030-01-01T00:00:00Z",
+    "ruleJson": {"trigger": {"eventTypes": ["action"]}, "reward": {"type": "POINTS", "points": 5}},
+}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -113,6 +128,62 @@ CASES = [
     Case(MULTIPLIER, "get", "/api/v1/categories/{b_cat}/multipliers/{a_mult}", 404),
     Case(MULTIPLIER, "patch", "/api/v1/categories/{b_cat}/multipliers/{a_mult}", 404, {"factor": "9"}),
     Case(MULTIPLIER, "delete", "/api/v1/categories/{b_cat}/multipliers/{a_mult}", 404),
+    # Cohorts: codes and memberRefs are per tenant; A's cohort ids are unknown to B.
+    Case("api/v1/cohorts", "get", "/api/v1/cohorts", 200),
+    Case("api/v1/cohorts", "post", "/api/v1/cohorts", 201, {"name": "B's", "code": A_COHORT, "kind": "STATIC"}),
+    Case(
+        "api/v1/cohorts",
+        "post",
+        "/api/v1/cohorts",
+        400,
+        {"name": "B's", "code": "b-vips", "kind": "STATIC", "memberRefs": [A_REF]},
+    ),
+    Case(COHORT, "get", "/api/v1/cohorts/{a_cohort}", 404),
+    Case(COHORT + ":recompute", "post", "/api/v1/cohorts/{a_cohort}:recompute", 404),
+    Case(COHORT + "/runs", "get", "/api/v1/cohorts/{a_cohort}/runs", 404),
+    # Campaigns: A's campaign ids are unknown to B, and so are A's action codes and coupon pools.
+    Case("api/v1/campaigns", "post", "/api/v1/campaigns", 201, B_CAMPAIGN),
+    Case(
+        "api/v1/campaigns",
+        "post",
+        "/api/v1/campaigns",
+        400,
+        {
+            **B_CAMPAIGN,
+            "ruleJson": {**B_CAMPAIGN["ruleJson"], "trigger": {"eventTypes": ["action"], "actionCodes": [A_ACTION]}},
+        },
+    ),
+    Case(
+        "api/v1/campaigns",
+        "post",
+        "/api/v1/campaigns",
+        400,
+        {
+            **B_CAMPAIGN,
+            "ruleJson": {"trigger": {"eventTypes": ["action"]}, "reward": {"type": "COUPON", "pool": A_POOL}},
+        },
+    ),
+    Case("api/v1/campaigns/rule-schema", "get", "/api/v1/campaigns/rule-schema", 200),
+    Case(CAMPAIGN, "get", "/api/v1/campaigns/{a_campaign}", 404),
+    Case(CAMPAIGN, "put", "/api/v1/campaigns/{a_campaign}", 404, B_CAMPAIGN),
+    Case(CAMPAIGN + ":activate", "post", "/api/v1/campaigns/{a_campaign}:activate", 404),
+    Case(CAMPAIGN + ":pause", "post", "/api/v1/campaigns/{a_campaign}:pause", 404),
+    Case(CAMPAIGN + ":end", "post", "/api/v1/campaigns/{a_campaign}:end", 404),
+    Case("api/v1/tenants/<uuid:tenant_id>/campaigns", "get", "/api/v1/tenants/{a_tenant}/campaigns", 404),
+    Case(
+        "api/v1/tenants/<uuid:tenant_id>/campaigns",
+        "get",
+        "/api/v1/tenants/{b_tenant}/campaigns?action=" + A_ACTION,
+        200,
+    ),
+    Case("api/v1/actions", "get", "/api/v1/actions", 200),
+    Case("api/v1/actions", "post", "/api/v1/actions", 201, {"code": A_ACTION, "description": "B's"}),
+    Case("api/v1/coupon-pools", "post", "/api/v1/coupon-pools", 201, {"code": A_POOL, "name": "B's"}),
+    Case(
+        "api/v1/coupon-pools/<slug:code>/codes", "post", f"/api/v1/coupon-pools/{A_POOL}/codes", 404, {"codes": ["B"]}
+    ),
+    Case("api/v1/members/<str:member_ref>/incentives", "get", "/api/v1/members/{a_ref}/incentives", 404),
+    Case("api/v1/me/incentives", "get", "/api/v1/me/incentives", 200, caller="b_token"),
     # A member app of tenant B sees only its own member.
     Case("api/v1/me", "get", "/api/v1/me", 200, caller="b_token"),
     Case("api/v1/me/transfers", "get", "/api/v1/me/transfers", 200, caller="b_token"),
@@ -204,6 +275,30 @@ def world(tenant, other_tenant):
     a_category = categories.category_create(tenant=tenant, code=A_CAT, name="A's dining", mcc_codes=["5812"])
     a_multiplier = categories.multiplier_create(tenant=tenant, category=a_category, factor=Decimal("2"))
     categories.category_create(tenant=other_tenant, code=B_CAT, name="B's travel")
+    a_cohort = cohort_create(tenant=tenant, name="A's VIPs", code=A_COHORT, kind="STATIC", member_refs=[A_REF])
+    action_upsert(tenant=tenant, code=A_ACTION, description="A's")
+    coupon_codes_add(tenant=tenant, pool=coupon_pool_create(tenant=tenant, code=A_POOL, name="A's"), codes=["A-1"])
+    a_campaign = campaign_create(
+        tenant=tenant,
+        name="A's",
+        type="SIMPLE",
+        start_at=datetime(2030, 1, 1, tzinfo=UTC),
+        rule_json={
+            "trigger": {"eventTypes": ["action"], "actionCodes": [A_ACTION]},
+            "reward": {"type": "COUPON", "pool": A_POOL},
+        },
+    )
+    campaign_activate(tenant=tenant, campaign=a_campaign)
+    Incentive.objects.create(
+        tenant=tenant,
+        campaign=a_campaign,
+        member=a_member,
+        type="POINTS",
+        reward_currency="POINTS",
+        reward_amount=Decimal(10),
+        event_id="a-action-1",
+        issued_at=datetime(2030, 1, 2, tzinfo=UTC),
+    )
     purchase = {"type": "transaction.created", "event_id": "a-purchase-1", "member_ref": A_REF}
     # 95 adjusted + 5 earned: A's member holds 100 points
     event_ingest(tenant=tenant, event={**purchase, "amount": Decimal("5.00"), "currency": "USD", "occurred_at": None})
@@ -214,6 +309,8 @@ def world(tenant, other_tenant):
         b_member=b_member,
         a_key=ApiKey.objects.get(tenant=tenant),
         a_multiplier=a_multiplier,
+        a_cohort=a_cohort,
+        a_campaign=a_campaign,
         a_client=client_with(HTTP_X_API_KEY=tenant.raw_api_key),
         callers={
             "b_key": client_with(HTTP_X_API_KEY=other_tenant.raw_api_key),
@@ -248,6 +345,19 @@ def tenant_state(tenant) -> dict:
         ),
         "outbox": OutboxEvent.objects.filter(tenant=tenant).count(),
         "events": list(InboundEvent.objects.filter(tenant=tenant).order_by("pk").values_list("event_id", "status")),
+        "cohorts": list(
+            Cohort.objects.filter(tenant=tenant).order_by("code").values_list("code", "name", "member_count")
+        ),
+        "cohort_members": CohortMember.objects.filter(tenant=tenant).count(),
+        "cohort_runs": CohortRun.objects.filter(tenant=tenant).count(),
+        "campaigns": list(
+            Campaign.objects.filter(tenant=tenant)
+            .order_by("pk")
+            .values_list("pk", "name", "status", "version", "rule_json", "activated_at", "ended_at")
+        ),
+        "actions": list(Action.objects.filter(tenant=tenant).order_by("code").values_list("code", "description")),
+        "coupon_codes": list(CouponCode.objects.filter(tenant=tenant).order_by("code").values_list("code", flat=True)),
+        "incentives": Incentive.objects.filter(tenant=tenant).count(),
     }
 
 
@@ -264,6 +374,8 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         a_cat=A_CAT,
         b_cat=B_CAT,
         a_mult=world.a_multiplier.pk,
+        a_cohort=world.a_cohort.pk,
+        a_campaign=world.a_campaign.pk,
     )
 
     # when tenant B calls with A's ids
@@ -277,7 +389,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
     else:
         assert response.status_code == case.status, response.json()
     content = response.content.decode()
-    for secret in (world.a.pk, world.a_member.pk, world.a_key.pk):
+    for secret in (world.a.pk, world.a_member.pk, world.a_key.pk, world.a_cohort.pk, world.a_campaign.pk):
         assert str(secret) not in content
 
     # and nothing in tenant A changed, and its key still works
