@@ -1,0 +1,97 @@
+"""A real Celery worker for integration tests: a separate process on the test database, fed
+through Redis, on a queue of its own so that parallel runs never take each other's tasks."""
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from kombu import pools as kombu_pools
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """Start `celery worker` against the test database; route this process's tasks to it."""
+    if not settings.REDIS_URL:
+        pytest.fail("The integration tests need Redis (REDIS_URL) as the Celery broker.")
+    queue = f"it-{uuid.uuid4().hex[:12]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.REDIS_URL,
+        "LOG_LEVEL": "INFO",  # the worker says "ready." at INFO
+    }
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", queue),
+            *("--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "task_default_queue")}
+    app.conf.update(task_always_eager=False, broker_url=settings.REDIS_URL, task_default_queue=queue)
+    _pools_reset()
+    try:
+        _wait_ready(worker)
+        yield worker
+    finally:
+        app.conf.update(**saved)
+        _pools_reset()
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _pools_reset() -> None:
+    """Drop connections made under the previous broker settings; the next send makes new ones."""
+    kombu_pools.reset()  # kombu keeps producer pools per connection, process-wide
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def _wait_ready(worker: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait for the worker's "ready" line; its output is drained the whole time by a thread,
+    so a chatty worker never blocks on a full pipe."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout], daemon=True).start()
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if worker.poll() is not None:
+                raise RuntimeError("celery worker exited:\n" + "".join(seen)) from None
+            continue
+        seen.append(line)
+        if "ready." in line:
+            return
+    worker.kill()
+    raise RuntimeError("celery worker did not become ready:\n" + "".join(seen))
