@@ -118,7 +118,7 @@ def _operations(node, path: list) -> Iterator[tuple[str, list, list]]:
         yield op, args, [*path, op]
 
 
-def cohort_rule_check(rule) -> dict:
+def cohort_rule_check(rule) -> dict | bool:
     """Raise RuleInvalid (field `rule_json.<path>`) unless `rule` is a condition a cohort may
     use (member and activity variables, no event ones); return it."""
     try:
@@ -172,7 +172,7 @@ def member_cohort_codes(*, member: Member) -> list[str]:
 
 
 def _in_window(occurred_at: datetime, *, now: datetime, days: int) -> bool:
-    return now - timedelta(days=days) <= occurred_at <= now
+    return now - timedelta(days=days) < occurred_at <= now
 
 
 def member_facts(member: Member, now: datetime, *, rule=None) -> dict:

@@ -8,9 +8,9 @@ from rest_framework.response import Response
 
 from campaigns import cohorts
 from campaigns.models import Cohort, CohortRun
+from core.api.principals import ApiClient
 from core.api.schema import domain_errors
 from core.api.views import TenantAPIView
-from rewards.api.views import actor_of
 
 MAX_MEMBER_REFS = 10_000
 
@@ -94,6 +94,13 @@ class CohortCreateSerializer(serializers.Serializer):
     )
 
 
+def actor_of(request) -> str:
+    """Who asked for a recompute, as the run records it."""
+    if isinstance(request.user, ApiClient):
+        return f"api-key:{request.user.api_key.prefix}"
+    return f"operator:{request.user.get_username()}"
+
+
 def cohort_detail(*, tenant, cohort: Cohort) -> dict:
     cohort.latest_run = cohorts.cohort_run_latest(tenant=tenant, cohort=cohort)
     return CohortDetailSerializer(cohort).data
@@ -123,6 +130,8 @@ class CohortListCreateApi(TenantAPIView, ListAPIView):
         serializer = CohortCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         cohort = cohorts.cohort_create(tenant=self.tenant, requested_by=actor_of(request), **serializer.validated_data)
+        # Without a broker the first recompute has already run by now: show the cohort as it is.
+        cohort = cohorts.cohort_get(tenant=self.tenant, cohort_id=cohort.pk)
         return Response(cohort_detail(tenant=self.tenant, cohort=cohort), status=status.HTTP_201_CREATED)
 
 

@@ -87,7 +87,7 @@ def test_typed_comparisons_and_missing_values(tenant, rule, expected):
 
 def test_activity_windows_cohorts_and_age(tenant, cohorts):
     # given two members: one bought 120.00 (20.00 refunded) eight days ago and 5.00 just now, in c1
-    alice, bob = members_insert(
+    alice, _ = members_insert(
         tenant,
         [
             {"ref": "alice", "created_at": NOW - timedelta(days=30)},
