@@ -599,24 +599,17 @@ class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
         return self._cohort_update(request, obj, form)
 
     def _cohort_update(self, request, obj, form):
-        # campaigns.cohorts has no update service yet; this is the whole of an edit: the name,
-        # and a dynamic cohort's rule (checked as cohort_create checks it), then a recompute.
-        fields = ["name", "updated_at"]
-        rule_changed = obj.kind == Cohort.Kind.DYNAMIC and "rule_json" in form.changed_data
-        if rule_changed:
-            cohorts.cohort_rule_check(obj.rule_json)
-            where = cohorts._self_reference(obj.rule_json, obj.code)
-            if where is not None:
-                raise cohorts.RuleInvalid(
-                    "A cohort's rule cannot test membership of the cohort itself.", field=cohorts._rule_field(where)
-                )
-            fields.append("rule_json")
-        obj.save(update_fields=fields)
-        if rule_changed:
-            form.recompute_run = cohorts.cohort_recompute_request(
-                tenant=obj.tenant, cohort=obj, requested_by=_operator_label(request)
-            )
-        return obj
+        data = form.cleaned_data
+        rule = data.get("rule_json") if obj.kind == Cohort.Kind.DYNAMIC and "rule_json" in form.changed_data else None
+        original = Cohort.objects.get(pk=obj.pk)  # the form has already applied its values to obj
+        cohort, form.recompute_run = cohorts.cohort_update(
+            tenant=original.tenant,
+            cohort=original,
+            name=data.get("name"),
+            rule_json=rule,
+            requested_by=_operator_label(request),
+        )
+        return cohort
 
     def get_urls(self):
         info = (self.opts.app_label, self.opts.model_name)

@@ -520,6 +520,34 @@ def cohort_create(
 
 
 @transaction.atomic
+def cohort_update(
+    *, tenant: Tenant, cohort: Cohort, name: str | None = None, rule_json=None, requested_by: str = ""
+) -> tuple[Cohort, CohortRun | None]:
+    """Rename a cohort, or change a DYNAMIC cohort's rule (checked as on create), which queues
+    a recompute. The code and kind stay: campaigns and conditions name the cohort by its code."""
+    if cohort.tenant_id != tenant.pk:
+        raise CohortNotFound(field="cohort_id")
+    fields = ["updated_at"]
+    if name is not None and name != cohort.name:
+        cohort.name = name
+        fields.append("name")
+    rule_changed = rule_json is not None and rule_json != cohort.rule_json
+    if rule_changed:
+        if cohort.kind != Cohort.Kind.DYNAMIC:
+            raise DomainError("A static cohort lists its members; it has no rule.", field="rule_json")
+        rule = cohort_rule_check(rule_json)
+        where = _self_reference(rule, cohort.code)
+        if where is not None:
+            raise RuleInvalid("A cohort's rule cannot test membership of the cohort itself.", field=_rule_field(where))
+        cohort.rule_json = rule
+        fields.append("rule_json")
+    cohort.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
+    cohort.save(update_fields=fields)
+    run = cohort_recompute_request(tenant=tenant, cohort=cohort, requested_by=requested_by) if rule_changed else None
+    return cohort, run
+
+
+@transaction.atomic
 def cohort_members_set(*, tenant: Tenant, cohort: Cohort, member_refs: list[str], replace: bool = True) -> dict:
     """Make a STATIC cohort's members the listed ones (`replace`), or add them. Returns
     {"added", "removed", "unknown"}: counts, and the memberRefs the tenant does not have
