@@ -169,6 +169,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.idempotency_records_purge",
         "schedule": timedelta(hours=1),
     },
+    "tiers-reevaluate": {"task": "tiers.tasks.tiers_reevaluate", "schedule": timedelta(hours=1)},
     "campaigns-schedule": {"task": "campaigns.tasks.campaigns_schedule_run", "schedule": timedelta(minutes=1)},
     "cohorts-recompute-due": {"task": "campaigns.tasks.cohorts_recompute_due", "schedule": timedelta(hours=1)},
 }

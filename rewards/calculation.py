@@ -50,6 +50,7 @@ class Snapshot:
     tier: str = ""
     tier_multiplier: Decimal = ONE
     cap_used: dict[int, int] = field(default_factory=dict)  # multiplier id -> extra points used this period
+    tier_bonus: int = 0  # the tier's bonus points on every purchase
     incentives: tuple = ()  # contributions.Incentive
 
 
@@ -134,7 +135,7 @@ def calculate(*, lines: list[EventLine], occurred_at: datetime, snapshot: Snapsh
         )
     rounded = _round(total, snapshot.rounding)
     incentive_points = sum(i.points for i in snapshot.incentives)
-    points = max(0, rounded + incentive_points)
+    points = max(0, rounded + snapshot.tier_bonus + incentive_points)
     explanation = {
         "earnRate": str(earn_rate),
         "rounding": snapshot.rounding,
@@ -142,6 +143,7 @@ def calculate(*, lines: list[EventLine], occurred_at: datetime, snapshot: Snapsh
         "tierFactor": str(tier_factor),
         "lines": explained,
         "basePoints": rounded,
+        "tierBonusPoints": snapshot.tier_bonus,
         "incentives": [{"source": i.source, "points": i.points, **i.explanation} for i in snapshot.incentives],
         "capsHit": caps_hit,
         "computedPoints": points,

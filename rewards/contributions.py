@@ -16,6 +16,7 @@ from typing import Any
 class TierContext:
     code: str = ""
     multiplier: Decimal = Decimal("1")
+    bonus_points: int = 0  # added to every purchase's points
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ class PointsChange:
 
     tenant: Any
     member: Any
-    points: int  # negative for a reversal
-    kind: str  # "earn" or "reversal"
+    points: int  # negative for a reversal or an expiry
+    kind: str  # "earn", "reversal" or "expiry"
     event_id: str
+    earned_at: datetime | None = None  # when the points taken back were earned (None: now)
 
 
 TierProvider = Callable[[Any, Any], TierContext]  # (tenant, member) -> TierContext
@@ -76,6 +78,8 @@ _tier_provider: TierProvider | None = None
 _incentive_providers: list[IncentiveProvider] = []
 _listeners: list[PointsListener] = []
 _refund_listeners: list[RefundListener] = []
+_member_extensions: dict[str, Callable[[Any], dict | None]] = {}
+_member_created_listeners: list[Callable[[Any], None]] = []
 
 
 def register_tier_provider(provider: TierProvider) -> None:
@@ -96,6 +100,26 @@ def register_points_listener(listener: PointsListener) -> None:
 def register_refund_listener(listener: RefundListener) -> None:
     if listener not in _refund_listeners:
         _refund_listeners.append(listener)
+
+
+def register_member_extension(name: str, extension: Callable[[Any], dict | None]) -> None:
+    """`extension(member)` adds a section `name` to the member as the API shows it (the tier)."""
+    _member_extensions[name] = extension
+
+
+def register_member_created_listener(listener: Callable[[Any], None]) -> None:
+    """`listener(member)` runs in the transaction that created the member (default tier)."""
+    if listener not in _member_created_listeners:
+        _member_created_listeners.append(listener)
+
+
+def member_created(member) -> None:
+    for listener in _member_created_listeners:
+        listener(member)
+
+
+def member_extensions(member) -> dict:
+    return {name: extension(member) for name, extension in _member_extensions.items()}
 
 
 def tier_for(tenant, member) -> TierContext:

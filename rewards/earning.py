@@ -235,6 +235,7 @@ def _snapshot(*, tenant: Tenant, member: Member, event: dict, now: datetime) -> 
         multipliers=config.multipliers,
         tier=tier.code,
         tier_multiplier=tier.multiplier,
+        tier_bonus=tier.bonus_points,
         cap_used=cap_used,
     )
 
@@ -356,7 +357,12 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict
     base = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     # Campaigns see what the purchase earns on its own (a "double points" campaign doubles it).
     incentives = tuple(
-        incentives_for(tenant, member, event, IncentiveContext(base_points=base.points, now=now, dry_run=dry_run))
+        incentives_for(
+            tenant,
+            member,
+            event,
+            IncentiveContext(base_points=base.explanation["basePoints"], now=now, dry_run=dry_run),
+        )
     )
     snapshot = replace(snapshot, incentives=incentives)
     calc = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
@@ -539,7 +545,7 @@ def _reverse(*, tenant, member, original, inbox, points: int) -> tuple[int, int,
                 tenant=tenant, member=member, points=taken_total, earned_at=earned_at, now=timezone.now()
             )
         )
-        points_changed(PointsChange(tenant, member, -taken_total, "reversal", inbox.event_id))
+        points_changed(PointsChange(tenant, member, -taken_total, "reversal", inbox.event_id, earned_at=earned_at))
     return taken_total, points - taken_total, transfer_id
 
 

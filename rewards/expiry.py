@@ -5,6 +5,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from rewards.contributions import PointsChange, points_changed
 from rewards.ledger import points_transfer, system_account_get
 from rewards.models import Account, EarnedLot, Member, Transfer
 from rewards.outbox import outbox_write
@@ -88,6 +89,14 @@ def member_points_expire(*, member: Member, now: datetime) -> int:
             "balanceAfter": transfer.debit_balance_after,
         },
     )
+    # Listeners (tier qualification) take expired points back from the month they were earned in.
+    by_month: dict = {}
+    for lot in lots:
+        month = lot.created_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        by_month[month] = by_month.get(month, 0) + lot.remaining
+    for month, lapsed in by_month.items():
+        change = PointsChange(member.tenant, member, -lapsed, "expiry", f"expiry:{transfer.pk}", earned_at=month)
+        points_changed(change)
     return points
 
 

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
+from rewards import contributions
 from rewards.exceptions import InvalidAmount, MemberAlreadyExists, MemberInactive
 from rewards.ledger import TransferResult, points_transfer, system_account_get
 from rewards.lots import lot_open, lots_take
@@ -41,6 +42,7 @@ def member_create(
     except IntegrityError as exc:
         raise MemberAlreadyExists(field="memberRef") from exc
     Account.objects.create(tenant=tenant, member=member, kind=Account.Kind.MEMBER, balance=0)
+    contributions.member_created(member)
     return member
 
 

@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class TiersConfig(AppConfig):
     name = "tiers"
     verbose_name = "VIP tiers"
+
+    def ready(self):
+        from rewards import contributions
+        from tiers import qualification
+
+        contributions.register_tier_provider(qualification.tier_context)
+        contributions.register_points_listener(qualification.points_changed)
+        contributions.register_member_created_listener(qualification.member_created)
+        contributions.register_member_extension("tier", qualification.member_tier_summary)

@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.validators import member_ref_validator
+from rewards.contributions import member_extensions
 from rewards.ledger import MAX_POINTS
 from rewards.models import Member, Transfer
 from rewards.selectors import points_expiring
@@ -47,14 +48,37 @@ class ExpiringSerializer(serializers.Serializer):
     first_expiry = serializers.DateTimeField(allow_null=True)
 
 
+class NextTierSerializer(serializers.Serializer):
+    tier_id = serializers.CharField()
+    name = serializers.CharField()
+    min_points = serializers.IntegerField()
+    points_to_go = serializers.IntegerField(help_text="Qualifying points still needed.")
+
+
+class MemberTierSerializer(serializers.Serializer):
+    """The member's VIP tier and progress to the next one (null when the tenant has no tiers)."""
+
+    tier_id = serializers.CharField(allow_null=True)
+    name = serializers.CharField(allow_null=True)
+    qualifying_points = serializers.IntegerField()
+    assigned_at = serializers.DateTimeField(allow_null=True)
+    below_since = serializers.DateTimeField(allow_null=True, help_text="Below this tier since (grace period).")
+    next_tier = NextTierSerializer(allow_null=True)
+
+
 class MemberDetailSerializer(MemberSerializer):
-    """One member, with the points that expire soon."""
+    """One member, with the points that expire soon and their tier."""
 
     expiring_soon = serializers.SerializerMethodField()
+    tier = serializers.SerializerMethodField()
 
     class Meta(MemberSerializer.Meta):
-        fields = [*MemberSerializer.Meta.fields, "expiring_soon"]
+        fields = [*MemberSerializer.Meta.fields, "expiring_soon", "tier"]
         read_only_fields = fields
+
+    @extend_schema_field(MemberTierSerializer(allow_null=True))
+    def get_tier(self, member: Member) -> dict | None:
+        return member_extensions(member).get("tier")
 
     @extend_schema_field(ExpiringSerializer)
     def get_expiring_soon(self, member: Member) -> dict:
