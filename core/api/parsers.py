@@ -38,6 +38,12 @@ def _path_of(pattern: re.Pattern, value, path: str = "") -> str | None:
     for key, item in items:
         if isinstance(key, str) and pattern.search(key):
             return path or "non_field_errors"
+        if isinstance(key, str) and any(other.search(key) for other, _, _ in UNSTORABLE):
+            # A key that cannot be written back either: name where it is, not the key itself.
+            inner = _path_of(pattern, item, path)
+            if inner is not None:
+                return path or "non_field_errors"
+            continue
         found = _path_of(pattern, item, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found
