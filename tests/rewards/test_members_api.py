@@ -15,7 +15,7 @@ from tests.factories import MemberFactory
 pytestmark = pytest.mark.django_db
 
 MEMBER_KEYS = {"id", "memberRef", "locale", "status", "attributes", "balance", "pending", "createdAt", "updatedAt"}
-MEMBER_DETAIL_KEYS = MEMBER_KEYS | {"expiringSoon"}
+MEMBER_DETAIL_KEYS = MEMBER_KEYS | {"expiringSoon", "tier"}
 TRANSFER_KEYS = {"id", "kind", "points", "amount", "balanceAfter", "reason", "reference", "explanation", "createdAt"}
 # Member attributes are the tenant's own JSON: their keys are never re-cased.
 ATTRIBUTES = {"snake_key": 1, "camelKey": {"inner_key": [1, {"deep_key": True}]}, "UPPER_CASE": "x"}
