@@ -15,9 +15,8 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.db.models import Count, Q
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
@@ -38,7 +37,8 @@ from campaigns.models import (
     QuestProgress,
 )
 from campaigns.rules import RULE_SCHEMA
-from core.admin_scoping import ADMIN, SUPPORT, TenantScopedAdminMixin, adopt_saved
+from core.admin_scoping import ADMIN, SUPPORT, TenantScopedAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 from core.exceptions import Conflict, DomainError
 
 WRITING_ROLES = (ADMIN, SUPPORT)
@@ -180,91 +180,6 @@ class RuleJsonField(forms.JSONField):
 
 
 # Writes through the services -------------------------------------------------------------
-
-
-class ServiceForm(forms.ModelForm):
-    """A ModelForm saved by a service, called as the last step of validation so that the
-    service's refusal (a DomainError or ValidationError naming a field) becomes an error on
-    that field. The admin's add and change views run in one transaction, and the admins using
-    this form have no inline formsets that could still fail after it, so a form that
-    validates is a row written; `save_model` only adopts it."""
-
-    # Set per request by ServiceFormAdminMixin.get_form: (form) -> the saved object.
-    service_write = None
-    # A service's name for a field -> the form's.
-    field_aliases: dict[str, str] = {}
-    saved = None
-
-    def _post_clean(self):
-        super()._post_clean()
-        if self.errors or self.service_write is None:
-            return
-        try:
-            with transaction.atomic():
-                self.saved = self.service_write(self)
-        except DomainError as exc:
-            self.add_domain_error(exc)
-        except ValidationError as exc:
-            self._add_validation_error(exc)
-
-    def add_domain_error(self, exc: DomainError) -> None:
-        field = exc.field or ""
-        head, _, rest = field.partition(".")
-        head = self.field_aliases.get(head, head)
-        if head in self.fields and not self.fields[head].disabled:
-            # "reward.points: Must be ..." says where inside a JSON field.
-            self.add_error(head, f"{rest}: {exc.message}" if rest else exc.message)
-        else:
-            self.add_error(None, f"{field}: {exc.message}" if field else exc.message)
-
-    def _add_validation_error(self, exc: ValidationError) -> None:
-        if not hasattr(exc, "error_dict"):
-            self.add_error(None, exc)
-            return
-        for name, errors in exc.error_dict.items():
-            name = self.field_aliases.get(name, name)
-            self.add_error(name if name in self.fields else NON_FIELD_ERRORS, errors)
-
-
-class ServiceFormAdminMixin:
-    """Put before TenantScopedAdminMixin. Subclasses implement `service_write(request, obj, form)`."""
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        # modelform_factory makes a new class on every call, so this binds one request only.
-        # (A subclass would rebuild base_fields and lose what TenantScopedAdminMixin set.)
-        form = super().get_form(request, obj, change=change, **kwargs)
-        form.service_write = staticmethod(functools.partial(self.service_write, request, obj))
-        return form
-
-    def form_tenant(self, request, obj, form):
-        """The tenant the write is for: the object's, the operator's, or (platform staff
-        adding) the one chosen in the form."""
-        if obj is not None:
-            return obj.tenant
-        return self.request_tenant(request) or form.cleaned_data["tenant"]
-
-    def service_write(self, request, obj, form):
-        raise NotImplementedError
-
-    def save_model(self, request, obj, form, change):
-        adopt_saved(obj, form.saved)
-
-    def has_delete_permission(self, request, obj=None):
-        # None of these has a delete service; campaigns end, and records stay.
-        return False
-
-
-class ReadOnlyAdminMixin:
-    """Records of what campaigns did: nobody adds, edits or deletes them here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # Campaigns -------------------------------------------------------------------------------
