@@ -215,7 +215,16 @@ DRF_STANDARDIZED_ERRORS = {
 JSON_CAMEL_CASE = {
     "JSON_UNDERSCOREIZE": {
         "no_underscore_before_number": True,
-        "ignore_fields": ("attributes", "explanation", "metadata", "payload", "data", "rule_json", "ruleJson"),
+        "ignore_fields": (
+            "attributes",
+            "explanation",
+            "metadata",
+            "payload",
+            "data",
+            "rule_json",
+            "ruleJson",
+            "names",  # VIP tier names by locale: keys are language tags (pt-BR), not field names
+        ),
         "ignore_keys": None,
     }
 }
@@ -270,6 +279,9 @@ MEMBER_TOKEN_AUDIENCE = "loyalty-member"
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 48))
 # A request that died mid-flight frees its key after this long.
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 60))
+
+# The VIP tier endpoints answer at most this many requests a second per tenant (seed 004); 0: no limit.
+TIER_RATE_LIMIT_PER_SECOND = env_int("TIER_RATE_LIMIT_PER_SECOND", 100)
 
 # Limits a new tenant starts with (points issued); None means unlimited.
 DEFAULT_TENANT_LIMITS = {

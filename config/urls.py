@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("tenants.api.urls")),
     path("", include("rewards.api.urls")),
     path("", include("campaigns.api.urls")),
+    path("", include("tiers.api.urls")),
 ]
 
 urlpatterns = [

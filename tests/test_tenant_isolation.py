@@ -25,6 +25,8 @@ from tenants.models import ApiKey, Limit
 from tenants.services import limit_upsert
 from tests.core.shapes import assert_error
 from tests.factories import MemberFactory
+from tiers import services as tier_services
+from tiers.models import Tier, TierPolicy
 
 A_REF = "alice-of-a"
 B_REF = "bob-of-b"
@@ -38,6 +40,8 @@ COHORT = "api/v1/cohorts/<uuid:cohort_id>"
 CAMPAIGN = "api/v1/campaigns/<uuid:campaign_id>"
 A_ACTION = "a.only"
 A_POOL = "a-pool"
+A_TIER = "a-gold"
+TIER = "api/v1/tiers/<str:tier_id>"
 B_CAMPAIGN = {
     "name": "B's",
     "type": "SIMPLE",
@@ -225,6 +229,16 @@ CASES = [
         200,
         {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", "changes": {"earnRate": "2"}},
     ),
+    # VIP tiers: tierIds are per tenant, so B's lists, creations and policy are B's own.
+    Case("api/v1/tiers", "get", "/api/v1/tiers", 200),
+    Case("api/v1/tiers", "get", "/api/v1/tiers", 200, caller="b_token"),
+    Case("api/v1/tiers", "post", "/api/v1/tiers", 201, {"tierId": A_TIER, "names": {"en": "B's gold"}}),
+    Case(TIER, "get", f"/api/v1/tiers/{A_TIER}", 404),
+    Case(TIER, "get", f"/api/v1/tiers/{A_TIER}", 404, caller="b_token"),
+    Case(TIER, "put", f"/api/v1/tiers/{A_TIER}", 404, {"names": {"en": "Hijacked"}, "minPoints": 1}),
+    Case(TIER, "patch", f"/api/v1/tiers/{A_TIER}", 404, {"minPoints": 1}),
+    Case("api/v1/tier-policy", "get", "/api/v1/tier-policy", 200),
+    Case("api/v1/tier-policy", "put", "/api/v1/tier-policy", 200, {"qualification": "ROLLING", "windowMonths": 1}),
 ]
 
 
@@ -275,6 +289,8 @@ def world(tenant, other_tenant):
     a_category = categories.category_create(tenant=tenant, code=A_CAT, name="A's dining", mcc_codes=["5812"])
     a_multiplier = categories.multiplier_create(tenant=tenant, category=a_category, factor=Decimal("2"))
     categories.category_create(tenant=other_tenant, code=B_CAT, name="B's travel")
+    tier_services.tier_create(tenant=tenant, tier_id=A_TIER, names={"en": "A's gold"}, min_points=1000)
+    tier_services.tier_policy_update(tenant=tenant, qualification="LIFETIME", downgrade_grace_days=7)
     a_cohort = cohort_create(tenant=tenant, name="A's VIPs", code=A_COHORT, kind="STATIC", member_refs=[A_REF])
     action_upsert(tenant=tenant, code=A_ACTION, description="A's")
     coupon_codes_add(tenant=tenant, pool=coupon_pool_create(tenant=tenant, code=A_POOL, name="A's"), codes=["A-1"])
@@ -358,6 +374,16 @@ def tenant_state(tenant) -> dict:
         "actions": list(Action.objects.filter(tenant=tenant).order_by("code").values_list("code", "description")),
         "coupon_codes": list(CouponCode.objects.filter(tenant=tenant).order_by("code").values_list("code", flat=True)),
         "incentives": Incentive.objects.filter(tenant=tenant).count(),
+        "tiers": list(
+            Tier.objects.filter(tenant=tenant)
+            .order_by("tier_id")
+            .values_list("tier_id", "names", "min_points", "benefits", "version")
+        ),
+        "tier_policy": list(
+            TierPolicy.objects.filter(tenant=tenant).values_list(
+                "qualification", "window_months", "downgrade_grace_days"
+            )
+        ),
     }
 
 
@@ -442,6 +468,14 @@ def test_a_member_token_of_one_tenant_cannot_see_another_tenants_member(world):
     assert to_a.status_code == to_nobody.status_code
     assert to_a.json()["errors"] == to_nobody.json()["errors"]
     assert_error(app.post(f"/api/v1/members/{A_REF}/token"), 403)
+
+
+@pytest.mark.django_db
+def test_tier_lists_show_only_the_callers_own_tenant(world):
+    listed = world.callers["b_key"].get("/api/v1/tiers").json()
+
+    assert listed["results"] == []
+    assert world.a_client.get("/api/v1/tiers").json()["results"][0]["tierId"] == A_TIER
 
 
 @pytest.mark.django_db

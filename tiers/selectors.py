@@ -1,0 +1,147 @@
+"""Reads of VIP tiers, through the tier cache (tiers/cache.py), and the choice of the locale
+a tier's name is shown in."""
+
+import re
+
+from django.db.models import QuerySet
+
+from tenants.models import Tenant
+from tiers import cache as tier_cache
+from tiers import metrics
+from tiers.exceptions import TierNotFound
+from tiers.models import Tier
+
+TIER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+FALLBACK_LOCALE = "en"
+
+
+def _tiers(tenant_pk) -> QuerySet[Tier]:
+    return Tier.objects.filter(tenant_id=tenant_pk).order_by("min_points", "rank", "tier_id")
+
+
+# Entries hold plain field values (not pickled model instances), tagged with the field names
+# they were read with, so a deploy that changes the model turns old entries into misses.
+def _attnames() -> tuple[str, ...]:
+    return tuple(field.attname for field in Tier._meta.concrete_fields)
+
+
+def _pack(tiers: list[Tier]) -> tuple:
+    names = _attnames()
+    return names, tuple(tuple(getattr(tier, name) for name in names) for tier in tiers)
+
+
+def _unpack(packed) -> list[Tier] | None:
+    names, rows = packed
+    if names != _attnames():
+        return None
+    return [Tier.from_db("default", names, row) for row in rows]
+
+
+def tier_list(*, tenant: Tenant) -> list[Tier]:
+    """The tenant's tiers, lowest minimum points first (cached, `cache:{tenant}:tiers`)."""
+
+    def load():
+        tiers = list(_tiers(tenant.pk))
+        metrics.TIERS_TOTAL.labels(tenant=str(tenant.pk)).set(len(tiers))
+        return _pack(tiers)
+
+    packed = tier_cache.cached(
+        tenant_pk=tenant.pk, key=tier_cache.list_key(tenant.pk), kind=tier_cache.LIST, load=load, store=lambda _: True
+    )
+    tiers = _unpack(packed)
+    return tiers if tiers is not None else _unpack(load())
+
+
+def tier_get(*, tenant: Tenant, tier_id: str) -> Tier:
+    """The tenant's tier with this tierId (cached, `cache:{tenant}:{tierId}`); another
+    tenant's is not found."""
+    if not isinstance(tier_id, str) or not TIER_ID_PATTERN.match(tier_id):
+        # No tier has such an id; it is not worth a query, and it never becomes a cache key.
+        raise TierNotFound(field="tier_id")
+
+    def load():
+        tier = _tiers(tenant.pk).filter(tier_id=tier_id).first()
+        return None if tier is None else _pack([tier])
+
+    packed = tier_cache.cached(
+        tenant_pk=tenant.pk,
+        key=tier_cache.tier_key(tenant.pk, tier_id),
+        kind=tier_cache.ONE,
+        load=load,
+        store=lambda value: value is not None,
+    )
+    tiers = _unpack(packed) if packed is not None else []
+    if tiers is None:
+        packed = load()
+        tiers = _unpack(packed) if packed is not None else []
+    if not tiers:
+        raise TierNotFound(field="tier_id")
+    return tiers[0]
+
+
+# Locales ---------------------------------------------------------------------------------
+
+
+def accept_language_parse(header: str | None) -> list[str]:
+    """The language tags of an Accept-Language header, most wanted first (q=0 and `*`
+    dropped; equal weights keep their order)."""
+    if not header:
+        return []
+    weighted = []
+    for position, part in enumerate(header.split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip()
+        if not tag or tag == "*" or len(tag) > 35:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = -1.0
+        if 0 < quality <= 1:
+            weighted.append((-quality, position, tag))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def _primary(tag: str) -> str:
+    return tag.split("-", 1)[0].split("_", 1)[0].lower()
+
+
+def locale_match(wanted: str, available: list[str]) -> str | None:
+    """The available locale that best serves `wanted`: the same tag (case-insensitively),
+    else its language alone (`ar-EG` -> `ar`), else the same language in any region
+    (`ar` -> `ar-EG`); None if the language is not available."""
+    wanted = wanted.strip().replace("_", "-").lower()
+    if not wanted:
+        return None
+    by_lower = {tag.lower(): tag for tag in sorted(available)}
+    if wanted in by_lower:
+        return by_lower[wanted]
+    primary = _primary(wanted)
+    if primary in by_lower:
+        return by_lower[primary]
+    for tag in sorted(available):
+        if _primary(tag) == primary:
+            return tag
+    return None
+
+
+def tier_locale_choose(
+    *, names: dict, requested: str | None = None, accept_language: str | None = None, default_locale: str = "en"
+) -> str | None:
+    """The locale to show a tier's name in: `?locale=`, else the Accept-Language tags by
+    weight, else the tenant's default locale, else English, else any (the first by tag)."""
+    available = [tag for tag, name in names.items() if isinstance(name, str) and name] if names else []
+    if not available:
+        return None
+    wanted = [requested] if requested else []
+    wanted += accept_language_parse(accept_language)
+    wanted += [default_locale or FALLBACK_LOCALE, FALLBACK_LOCALE]
+    for tag in wanted:
+        found = locale_match(tag, available)
+        if found is not None:
+            return found
+    return sorted(available)[0]
