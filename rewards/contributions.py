@@ -70,11 +70,13 @@ class PointsChange:
 
 
 TierProvider = Callable[[Any, Any], TierContext]  # (tenant, member) -> TierContext
+TierBatchProvider = Callable[[Any, list], dict]  # (tenant, members) -> {member pk: TierContext}
 IncentiveProvider = Callable[[Any, Any, dict, IncentiveContext], list[Incentive]]
 PointsListener = Callable[[PointsChange], None]
 RefundListener = Callable[[RefundContext], list[dict]]  # -> what it reversed, for the explanation
 
 _tier_provider: TierProvider | None = None
+_tier_batch_provider: "TierBatchProvider | None" = None
 _incentive_providers: list[IncentiveProvider] = []
 _listeners: list[PointsListener] = []
 _refund_listeners: list[RefundListener] = []
@@ -82,9 +84,10 @@ _member_extensions: dict[str, Callable[[Any], dict | None]] = {}
 _member_created_listeners: list[Callable[[Any], None]] = []
 
 
-def register_tier_provider(provider: TierProvider) -> None:
-    global _tier_provider
-    _tier_provider = provider
+def register_tier_provider(provider: TierProvider, batch: TierBatchProvider | None = None) -> None:
+    """`batch(tenant, members) -> {member pk: TierContext}` answers for many members at once."""
+    global _tier_provider, _tier_batch_provider
+    _tier_provider, _tier_batch_provider = provider, batch
 
 
 def register_incentive_provider(provider: IncentiveProvider) -> None:
@@ -124,6 +127,14 @@ def member_extensions(member) -> dict:
 
 def tier_for(tenant, member) -> TierContext:
     return _tier_provider(tenant, member) if _tier_provider is not None else TierContext()
+
+
+def tiers_for(tenant, members: list) -> dict:
+    """{member pk: TierContext} for many members, in one query when the provider can."""
+    if _tier_batch_provider is not None:
+        found = _tier_batch_provider(tenant, members)
+        return {member.pk: found.get(member.pk, TierContext()) for member in members}
+    return {member.pk: tier_for(tenant, member) for member in members}
 
 
 def incentives_for(tenant, member, event: dict, context: IncentiveContext) -> list[Incentive]:

@@ -16,7 +16,7 @@ from itertools import islice
 from core.exceptions import DomainError
 from rewards.calculation import MultiplierRule, Snapshot, calculate, event_lines
 from rewards.categories import category_config_get
-from rewards.contributions import TierContext, tier_for
+from rewards.contributions import TierContext, tiers_for
 from rewards.earning import TRANSACTION_CREATED
 from rewards.models import InboundEvent, Member
 from tenants.models import Tenant
@@ -216,7 +216,8 @@ def _events_with_tiers(*, tenant: Tenant, start: datetime, end: datetime) -> Ite
     )
     while chunk := list(islice(events, CHUNK)):
         refs = {event.member_ref for event in chunk}
-        members = Member.objects.filter(tenant=tenant, external_ref__in=refs)
-        tiers = {member.external_ref: tier_for(tenant, member) for member in members}
+        members = list(Member.objects.filter(tenant=tenant, external_ref__in=refs))
+        by_pk = tiers_for(tenant, members)
+        tiers = {member.external_ref: by_pk[member.pk] for member in members}
         for event in chunk:
             yield event, tiers.get(event.member_ref, TierContext())

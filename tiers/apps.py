@@ -9,7 +9,7 @@ class TiersConfig(AppConfig):
         from rewards import contributions
         from tiers import qualification
 
-        contributions.register_tier_provider(qualification.tier_context)
+        contributions.register_tier_provider(qualification.tier_context, batch=qualification.tier_contexts)
         contributions.register_points_listener(qualification.points_changed)
         contributions.register_member_created_listener(qualification.member_created)
         contributions.register_member_extension("tier", qualification.member_tier_summary)

@@ -218,14 +218,23 @@ def member_created(member: Member) -> None:
             )
 
 
+def _context(tier: Tier | None) -> TierContext:
+    if tier is None:
+        return TierContext()
+    bonus = int((tier.benefits or {}).get("bonus_points") or 0)
+    return TierContext(code=tier.tier_id, multiplier=tier.earn_multiplier, bonus_points=bonus)
+
+
 def tier_context(tenant: Tenant, member: Member) -> TierContext:
     """The tier provider: the member's tier code, earn multiplier and bonus points."""
     assignment = TierAssignment.objects.select_related("tier").filter(member=member).first()
-    if assignment is None or assignment.tier is None:
-        return TierContext()
-    tier = assignment.tier
-    bonus = int((tier.benefits or {}).get("bonus_points") or 0)
-    return TierContext(code=tier.tier_id, multiplier=tier.earn_multiplier, bonus_points=bonus)
+    return _context(assignment.tier if assignment else None)
+
+
+def tier_contexts(tenant: Tenant, members: list[Member]) -> dict:
+    """The tier provider for many members at once (simulations): one query."""
+    assignments = TierAssignment.objects.select_related("tier").filter(member__in=members, tier__isnull=False)
+    return {assignment.member_id: _context(assignment.tier) for assignment in assignments}
 
 
 # Re-evaluation -------------------------------------------------------------------------------

@@ -63,10 +63,10 @@ HYPOTHESIS = {
 def member_tiers():
     """Each member's tier, as a tiers app would report it; the previous provider comes back after."""
     assigned: dict[str, TierContext] = {}
-    previous = contributions._tier_provider
+    previous = contributions._tier_provider, contributions._tier_batch_provider
     register_tier_provider(lambda tenant, member: assigned.get(member.external_ref, TierContext()))
     yield assigned
-    register_tier_provider(previous)
+    register_tier_provider(previous[0], batch=previous[1])
 
 
 def _snapshot(program: Program, tier: str) -> Snapshot:

@@ -172,6 +172,7 @@ def test_both_sides_use_the_members_current_tier(api_client, tenant, monkeypatch
         "_tier_provider",
         lambda tenant, member: TierContext("gold", Decimal("2")) if member.external_ref == "m-gold" else TierContext(),
     )
+    monkeypatch.setattr(contributions, "_tier_batch_provider", None)  # ask the provider above, member by member
 
     # when dining x3 is proposed for gold members only
     result = simulate(api_client, {"multipliers": [{"category": "dining", "factor": "3", "tier": "gold"}]})
