@@ -7,7 +7,10 @@ class TiersConfig(AppConfig):
 
     def ready(self):
         from rewards import contributions
-        from tiers import qualification
+        from tiers import (
+            cache,  # noqa: F401 - tier writes anywhere (admin, shell) retire cached reads
+            qualification,
+        )
 
         contributions.register_tier_provider(qualification.tier_context, batch=qualification.tier_contexts)
         contributions.register_points_listener(qualification.points_changed)
