@@ -30,6 +30,7 @@ run: $(DEPS)
 ## make test: lint, contracts, migrations check and the whole suite on PostgreSQL and Redis
 test: $(DEPS)
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
+	@DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) scripts/ensure_database.py
 	@echo "==> ruff check" && $(BIN)/ruff check .
 	@echo "==> ruff format --check" && $(BIN)/ruff format --check .
 	@echo "==> import contracts" && $(BIN)/lint-imports
