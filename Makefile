@@ -25,6 +25,8 @@ setup: $(DEPS)
 run: $(DEPS)
 	@$(PY) manage.py migrate --noinput
 	@$(PY) manage.py seed_demo
+	@$(PY) manage.py seed_demo_tiers
+	@$(PY) manage.py seed_demo_campaigns
 	@bash scripts/run.sh
 
 ## make test: lint, contracts, migrations check and the whole suite on PostgreSQL and Redis
