@@ -60,6 +60,11 @@ class CampaignInvalid(DomainError):
     default_message = "The campaign is not valid."
 
 
+class TypeLocked(Conflict):
+    default_code = "campaign_type_locked"
+    default_message = "A campaign's type can only change while it is a DRAFT."
+
+
 class CampaignEnded(Conflict):
     default_code = "campaign_ended"
     default_message = "An ended campaign cannot be changed."
@@ -198,6 +203,9 @@ def campaign_update(
     if current.status == Status.ENDED:
         raise CampaignEnded()
     changed = [name for name in EDITABLE if not _same(name, getattr(current, name), fields[name])]
+    if "type" in changed and current.status != Status.DRAFT:
+        # Quest progress and incentives already issued belong to the type they were issued under.
+        raise TypeLocked(field="type")
     for name in EDITABLE:
         setattr(current, name, fields[name])
     _campaign_validate(current, tenant=tenant)

@@ -726,3 +726,19 @@ def test_incentives_page_by_cursor(api_client, tenant, member):
 
     assert [i["eventId"] for i in first["results"] + second["results"]] == ["e-4", "e-3", "e-2", "e-1", "e-0"]
     assert second["next"] is None
+
+
+def test_the_type_changes_only_while_the_campaign_is_a_draft(api_client):
+    created = create(api_client)
+    quest = body(type="QUEST", ruleJson=QUEST_RULE)
+
+    as_draft = api_client.put(f"/api/v1/campaigns/{created['id']}", quest, format="json")
+    assert as_draft.status_code == 200, as_draft.json()
+    assert act(api_client, created["id"], "activate").status_code == 200
+
+    back = api_client.put(f"/api/v1/campaigns/{created['id']}", body(), format="json")
+
+    assert back.status_code == 409
+    assert back.json()["errors"][0]["code"] == "campaign_type_locked"
+    assert back.json()["errors"][0]["attr"] == "type"
+    assert api_client.get(f"/api/v1/campaigns/{created['id']}").json()["type"] == "QUEST"
