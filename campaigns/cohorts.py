@@ -158,9 +158,11 @@ def _activity_windows(rule) -> set[tuple[str, int]]:
 
 
 def member_tier(member: Member) -> str:
-    """The member's tier code, as `member.tier` reads it. Seam: the tiers app does not exist
-    yet, so every member's tier is "". When it does, answer from its tier assignment here
-    and in `_tier_sql` alike (the property test holds the two together)."""
+    """The member's tier code, as a cohort rule's `member.tier` reads it: "" for everyone, for
+    now. Tiers live in a sibling app campaigns may not import, so the SQL side (`_tier_sql`)
+    has nothing to join; when rewards.contributions offers a tier expression, answer from it
+    here and in `_tier_sql` alike (the property test holds the two together). Campaign
+    conditions read the real tier through the engine's tier provider."""
     return ""
 
 

@@ -80,6 +80,14 @@ def _cohorts_of(member: Member) -> dict[str, str]:
     return {str(cohort_id): code for cohort_id, code in rows}
 
 
+def _facts(*, tenant: Tenant, member: Member, event: dict, cohorts: dict[str, str]) -> dict:
+    """Everything a campaign condition may read about this event and member."""
+    return {
+        "event": event_facts(event),
+        "member": member_facts(tenant=tenant, member=member, cohort_codes=sorted(cohorts.values())),
+    }
+
+
 # Evaluation -------------------------------------------------------------------------------
 
 
@@ -375,10 +383,7 @@ def incentives_provide(tenant: Tenant, member: Member, event: dict, context: Inc
     if not campaigns:
         return []
     cohorts = _cohorts_of(member)
-    facts = {
-        "event": event_facts(event),
-        "member": member_facts(tenant=tenant, member=member, cohort_codes=sorted(cohorts.values())),
-    }
+    facts = _facts(tenant=tenant, member=member, event=event, cohorts=cohorts)
     decisions = _decide(
         tenant=tenant, member=member, event=event, context=context, campaigns=campaigns, facts=facts, cohorts=cohorts
     )
@@ -573,10 +578,7 @@ def _preview_one(*, tenant: Tenant, member: Member, event: dict, rule: CampaignR
     Quest progress is left out (it would need the member's history replayed)."""
     context = IncentiveContext(base_points=int(base_points), now=event["occurred_at"], dry_run=True)
     cohorts = _cohorts_of(member)
-    facts = {
-        "event": event_facts(event),
-        "member": member_facts(tenant=tenant, member=member, cohort_codes=sorted(cohorts.values())),
-    }
+    facts = _facts(tenant=tenant, member=member, event=event, cohorts=cohorts)
     if rule.type == Campaign.Type.QUEST:
         if rule.cohort_id and rule.cohort_id not in cohorts:
             return Decision(rule, "not_in_cohort", f"The member is not in cohort {rule.cohort_code!r}.")

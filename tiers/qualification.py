@@ -135,10 +135,11 @@ def _assign(
     )
 
 
-def _evaluate(*, member: Member, assignment: TierAssignment, now: datetime, event_id: str, downgrade: bool) -> None:
+def _evaluate(
+    *, member: Member, assignment: TierAssignment, now: datetime, event_id: str, downgrade: bool, tiers: list[Tier]
+) -> None:
     tenant = member.tenant
     policy = policy_get(tenant)
-    tiers = tiers_of(tenant)
     points = qualifying_points(member=member, policy=policy, now=now)
     target = tier_qualified(tiers, points)
     current = assignment.tier
@@ -197,10 +198,11 @@ def points_changed(change: PointsChange) -> None:
     month = _month_of(member.tenant, change.earned_at or now)
     row, _ = QualifyingPoints.objects.get_or_create(tenant_id=member.tenant_id, member=member, month=month)
     QualifyingPoints.objects.filter(pk=row.pk).update(points=F("points") + change.points)
-    if not Tier.objects.filter(tenant_id=member.tenant_id).exists():
+    tiers = tiers_of(member.tenant)
+    if not tiers:
         return
     assignment = _assignment_lock(member, now)
-    _evaluate(member=member, assignment=assignment, now=now, event_id=change.event_id, downgrade=False)
+    _evaluate(member=member, assignment=assignment, now=now, event_id=change.event_id, downgrade=False, tiers=tiers)
 
 
 def member_created(member: Member) -> None:
@@ -243,7 +245,9 @@ def tier_contexts(tenant: Tenant, members: list[Member]) -> dict:
 @transaction.atomic
 def member_tier_reevaluate(*, member: Member, now: datetime) -> None:
     assignment = _assignment_lock(member, now)
-    _evaluate(member=member, assignment=assignment, now=now, event_id=f"reevaluation:{now:%Y%m%d%H%M}", downgrade=True)
+    event_id = f"reevaluation:{now:%Y%m%d%H%M}"
+    tiers = tiers_of(member.tenant)
+    _evaluate(member=member, assignment=assignment, now=now, event_id=event_id, downgrade=True, tiers=tiers)
     TierAssignment.objects.filter(pk=assignment.pk).update(evaluated_at=now)
 
 
