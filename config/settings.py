@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # full-text and trigram search lookups (inert on SQLite)
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "django_guid",
     "channels",
+    "import_export",
     "core",
     "tenants",
     "rewards",
@@ -360,6 +362,17 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Uploaded files (catalog images). Served by the app under MEDIA_URL unless SERVE_MEDIA is off,
+# for deployments that put them behind object storage or a CDN instead.
+MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+SERVE_MEDIA = env_bool("SERVE_MEDIA", default=True)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Catalog images larger than this are refused (bytes).
+CATALOG_IMAGE_MAX_BYTES = env_int("CATALOG_IMAGE_MAX_BYTES", 5 * 1024 * 1024)
+# Catalog search results are cached this long (seed 003: five minutes); any item change
+# of the tenant retires them at once.
+CATALOG_SEARCH_CACHE_SECONDS = env_int("CATALOG_SEARCH_CACHE_SECONDS", 300)
 # Without collectstatic, WhiteNoise serves from the app finders; the empty STATIC_ROOT is expected.
 warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 

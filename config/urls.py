@@ -1,6 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.static import serve
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -11,6 +13,7 @@ api_v1 = [
     path("", include("rewards.api.urls")),
     path("", include("campaigns.api.urls")),
     path("", include("tiers.api.urls")),
+    path("", include("catalog.api.urls")),
 ]
 
 urlpatterns = [
@@ -22,6 +25,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
 ]
+if settings.SERVE_MEDIA:
+    # Uploaded catalog images; a deployment with object storage or a CDN turns this off.
+    prefix = settings.MEDIA_URL.lstrip("/")
+    urlpatterns.append(re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
 
 
 def api_not_found(request, exception=None):

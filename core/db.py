@@ -2,6 +2,7 @@
 
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.models import F
 
 
 class JsonGinIndex(GinIndex):
@@ -12,3 +13,16 @@ class JsonGinIndex(GinIndex):
         if schema_editor.connection.vendor != "postgresql":
             return models.Index(fields=self.fields, name=self.name).create_sql(model, schema_editor, **kwargs)
         return super().create_sql(model, schema_editor, using=using, **kwargs)
+
+
+class PostgresGinIndex(GinIndex):
+    """A GIN index on PostgreSQL, expressions and operator classes included (full-text
+    vectors, `gin_trgm_ops`); on SQLite a plain index on the columns it covers."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if schema_editor.connection.vendor == "postgresql":
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        fields = list(self.fields) or sorted(
+            {node.name for expression in self.expressions for node in expression.flatten() if isinstance(node, F)}
+        )
+        return models.Index(fields=fields, name=self.name).create_sql(model, schema_editor, **kwargs)

@@ -17,6 +17,7 @@ class TierContext:
     code: str = ""
     multiplier: Decimal = Decimal("1")
     bonus_points: int = 0  # added to every purchase's points
+    discount_percentage: Decimal = Decimal("0")  # off the point cost of rewards
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class PointsChange:
 
 
 TierProvider = Callable[[Any, Any], TierContext]  # (tenant, member) -> TierContext
+TierLadderProvider = Callable[[Any], list[str]]  # (tenant) -> tier codes, lowest first
 TierBatchProvider = Callable[[Any, list], dict]  # (tenant, members) -> {member pk: TierContext}
 IncentiveProvider = Callable[[Any, Any, dict, IncentiveContext], list[Incentive]]
 PointsListener = Callable[[PointsChange], None]
@@ -77,6 +79,7 @@ RefundListener = Callable[[RefundContext], list[dict]]  # -> what it reversed, f
 
 _tier_provider: TierProvider | None = None
 _tier_batch_provider: "TierBatchProvider | None" = None
+_tier_ladder_provider: TierLadderProvider | None = None
 _incentive_providers: list[IncentiveProvider] = []
 _listeners: list[PointsListener] = []
 _refund_listeners: list[RefundListener] = []
@@ -88,6 +91,12 @@ def register_tier_provider(provider: TierProvider, batch: TierBatchProvider | No
     """`batch(tenant, members) -> {member pk: TierContext}` answers for many members at once."""
     global _tier_provider, _tier_batch_provider
     _tier_provider, _tier_batch_provider = provider, batch
+
+
+def register_tier_ladder(provider: TierLadderProvider) -> None:
+    """`provider(tenant)` lists the tenant's tier codes from the lowest to the highest."""
+    global _tier_ladder_provider
+    _tier_ladder_provider = provider
 
 
 def register_incentive_provider(provider: IncentiveProvider) -> None:
@@ -135,6 +144,19 @@ def tiers_for(tenant, members: list) -> dict:
         found = _tier_batch_provider(tenant, members)
         return {member.pk: found.get(member.pk, TierContext()) for member in members}
     return {member.pk: tier_for(tenant, member) for member in members}
+
+
+def tier_ladder(tenant) -> list[str]:
+    """The tenant's tier codes, lowest first (empty without tiers)."""
+    return _tier_ladder_provider(tenant) if _tier_ladder_provider is not None else []
+
+
+def tiers_reached(tenant, member) -> list[str]:
+    """The tier codes at or below the member's current tier: what tier-gated things they may
+    see (empty for a member without a tier)."""
+    code = tier_for(tenant, member).code
+    ladder = tier_ladder(tenant)
+    return ladder[: ladder.index(code) + 1] if code in ladder else []
 
 
 def incentives_for(tenant, member, event: dict, context: IncentiveContext) -> list[Incentive]:

@@ -22,6 +22,7 @@ from rewards.models import Member
 from rewards.outbox import outbox_write
 from tenants.models import Tenant
 from tiers.models import ProcessedEvent, QualifyingPoints, Tier, TierAssignment, TierHistory, TierPolicy
+from tiers.selectors import tier_list
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +225,12 @@ def _context(tier: Tier | None) -> TierContext:
     if tier is None:
         return TierContext()
     bonus = int((tier.benefits or {}).get("bonus_points") or 0)
-    return TierContext(code=tier.tier_id, multiplier=tier.earn_multiplier, bonus_points=bonus)
+    return TierContext(
+        code=tier.tier_id,
+        multiplier=tier.earn_multiplier,
+        bonus_points=bonus,
+        discount_percentage=tier.discount_percentage,
+    )
 
 
 def tier_context(tenant: Tenant, member: Member) -> TierContext:
@@ -237,6 +243,11 @@ def tier_contexts(tenant: Tenant, members: list[Member]) -> dict:
     """The tier provider for many members at once (simulations): one query."""
     assignments = TierAssignment.objects.select_related("tier").filter(member__in=members, tier__isnull=False)
     return {assignment.member_id: _context(assignment.tier) for assignment in assignments}
+
+
+def tier_ladder(tenant: Tenant) -> list[str]:
+    """The tier ladder provider: the tenant's tier ids, lowest first (from the tier cache)."""
+    return [tier.tier_id for tier in sorted(tier_list(tenant=tenant), key=_order)]
 
 
 # Re-evaluation -------------------------------------------------------------------------------
