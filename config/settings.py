@@ -174,6 +174,10 @@ CELERY_BEAT_SCHEDULE = {
     "tiers-reevaluate": {"task": "tiers.tasks.tiers_reevaluate", "schedule": timedelta(hours=1)},
     "campaigns-schedule": {"task": "campaigns.tasks.campaigns_schedule_run", "schedule": timedelta(minutes=1)},
     "cohorts-recompute-due": {"task": "campaigns.tasks.cohorts_recompute_due", "schedule": timedelta(hours=1)},
+    "credit-purchases-reconcile": {
+        "task": "rewards.tasks.credit_purchases_reconcile_task",
+        "schedule": timedelta(minutes=1),
+    },
 }
 
 # Auth, API, schema ---------------------------------------------------------------------
@@ -251,6 +255,9 @@ SPECTACULAR_SETTINGS = {
         "MemberStatusEnum": "rewards.models.Member.Status",
         "CohortKindEnum": "campaigns.models.Cohort.Kind",
         "CohortRunStatusEnum": "campaigns.models.CohortRun.Status",
+        "CatalogItemKindEnum": "catalog.models.Item.Kind",
+        "StockMovementKindEnum": "catalog.models.StockMovement.Kind",
+        "StockMovementRecordKindEnum": [("RESTOCK", "Restocked"), ("ADJUST", "Adjusted (count, damage, loss)")],
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
@@ -284,6 +291,17 @@ IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_S
 
 # The VIP tier endpoints answer at most this many requests a second per tenant (seed 004); 0: no limit.
 TIER_RATE_LIMIT_PER_SECOND = env_int("TIER_RATE_LIMIT_PER_SECOND", 100)
+
+# Credit purchases: the payment gateway adapter ("http", or the dotted path of a class with the
+# same interface), where the HTTP gateway listens (the sandbox in development and tests) and how
+# long a charge may take before its outcome counts as unknown and is left to reconciliation.
+PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "http")
+PAYMENT_GATEWAY_URL = os.environ.get("PAYMENT_GATEWAY_URL", "http://127.0.0.1:8025")
+PAYMENT_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_GATEWAY_TIMEOUT_SECONDS") or 5)
+# A purchase still PENDING this long is looked up at the gateway (celery beat, every minute) ...
+CREDIT_PURCHASE_RECONCILE_AFTER = timedelta(seconds=env_int("CREDIT_PURCHASE_RECONCILE_AFTER_SECONDS", 60))
+# ... and one the gateway has no record of this long after it started is FAILED (never charged).
+CREDIT_PURCHASE_FAIL_AFTER = timedelta(seconds=env_int("CREDIT_PURCHASE_FAIL_AFTER_SECONDS", 15 * 60))
 
 # Limits a new tenant starts with (points issued); None means unlimited.
 DEFAULT_TENANT_LIMITS = {

@@ -42,3 +42,14 @@ class IsTenantClientOrPlatformAdmin(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return is_platform_admin(request.user) or (request_tenant(request) is not None and may_write(request))
+
+
+class IsTenantClientOrMemberReading(BasePermission):
+    """The tenant's backend or operators (writes as IsTenantClient), or a member app reading."""
+
+    message = "A tenant API key (X-API-Key), or a member token to read, is required."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS and isinstance(request.user, MemberClient):
+            return True
+        return IsTenantClient().has_permission(request, view)

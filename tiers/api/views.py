@@ -12,10 +12,10 @@ from django.utils.cache import patch_vary_headers
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
-from core.api.permissions import IsTenantClient
+from core.api.permissions import IsTenantClient, IsTenantClientOrMemberReading
 from core.api.principals import MemberClient, request_tenant
 from core.api.schema import domain_errors
 from core.api.views import TenantAPIView
@@ -52,17 +52,6 @@ LOCALE_PARAMETERS = [
 RATE_LIMITED = domain_errors(
     e429="throttled: more than the tenant's tier requests a second (100); retry after `Retry-After` seconds."
 )
-
-
-class IsTenantClientOrMemberReading(BasePermission):
-    """The tenant's backend or operators (writes as IsTenantClient), or a member app reading."""
-
-    message = "A tenant API key (X-API-Key), or a member token to read, is required."
-
-    def has_permission(self, request, view) -> bool:
-        if request.method in SAFE_METHODS and isinstance(request.user, MemberClient):
-            return True
-        return IsTenantClient().has_permission(request, view)
 
 
 def _error_type(exc: Exception) -> str:
