@@ -18,6 +18,10 @@ from rest_framework.test import APIClient
 from campaigns.cohorts import cohort_create
 from campaigns.models import Action, Campaign, Cohort, CohortMember, CohortRun, CouponCode, Incentive
 from campaigns.services import action_upsert, campaign_activate, campaign_create, coupon_codes_add, coupon_pool_create
+from catalog import services as catalog_services
+from catalog.models import Category as CatalogCategory
+from catalog.models import Item as CatalogItem
+from catalog.models import StockMovement
 from rewards import categories, selectors, services
 from rewards.earning import event_ingest
 from rewards.models import Account, InboundEvent, Member, Multiplier, OutboxEvent, SpendCategory, Transfer
@@ -42,6 +46,10 @@ A_ACTION = "a.only"
 A_POOL = "a-pool"
 A_TIER = "a-gold"
 TIER = "api/v1/tiers/<str:tier_id>"
+A_SHELF = "a-gadgets"
+CATALOG_CATEGORY = "api/v1/catalog/categories/<str:code>"
+CATALOG_ITEM = "api/v1/catalog/items/<str:item_id>"
+STOCK = "api/v1/catalog/items/<str:item_id>/stock-movements"
 B_CAMPAIGN = {
     "name": "B's",
     "type": "SIMPLE",
@@ -239,6 +247,34 @@ CASES = [
     Case(TIER, "patch", f"/api/v1/tiers/{A_TIER}", 404, {"minPoints": 1}),
     Case("api/v1/tier-policy", "get", "/api/v1/tier-policy", 200),
     Case("api/v1/tier-policy", "put", "/api/v1/tier-policy", 200, {"qualification": "ROLLING", "windowMonths": 1}),
+    # Catalog: category codes and skus are per tenant; A's item ids are unknown to B.
+    Case("api/v1/catalog/categories", "get", "/api/v1/catalog/categories", 200),
+    Case("api/v1/catalog/categories", "get", "/api/v1/catalog/categories", 200, caller="b_token"),
+    Case("api/v1/catalog/categories", "post", "/api/v1/catalog/categories", 201, {"code": A_SHELF, "name": "B's"}),
+    Case(CATALOG_CATEGORY, "get", f"/api/v1/catalog/categories/{A_SHELF}", 404),
+    Case(CATALOG_CATEGORY, "patch", f"/api/v1/catalog/categories/{A_SHELF}", 404, {"name": "Hijacked"}),
+    Case("api/v1/catalog/items", "get", "/api/v1/catalog/items", 200),
+    Case("api/v1/catalog/items", "get", "/api/v1/catalog/items", 200, caller="b_token"),
+    Case("api/v1/catalog/items", "get", "/api/v1/catalog/items?memberRef={a_ref}&affordable=true", 404),
+    Case("api/v1/catalog/items", "post", "/api/v1/catalog/items", 201, {"sku": "A-1", "name": "B's", "pointCost": 1}),
+    Case(
+        "api/v1/catalog/items",
+        "post",
+        "/api/v1/catalog/items",
+        400,
+        {"name": "B's", "pointCost": 1, "category": A_SHELF},
+    ),
+    Case("api/v1/catalog/search", "get", "/api/v1/catalog/search?q=gadget", 200),
+    Case("api/v1/catalog/search", "get", "/api/v1/catalog/search?q=gadget", 200, caller="b_token"),
+    Case(CATALOG_ITEM, "get", "/api/v1/catalog/items/{a_item}", 404),
+    Case(CATALOG_ITEM, "get", "/api/v1/catalog/items/{a_item}", 404, caller="b_token"),
+    Case(
+        CATALOG_ITEM, "put", "/api/v1/catalog/items/{a_item}", 404, {"name": "Hijacked", "pointCost": 1, "version": 1}
+    ),
+    Case(CATALOG_ITEM, "patch", "/api/v1/catalog/items/{a_item}", 404, {"pointCost": 1, "version": 1}),
+    Case(CATALOG_ITEM, "delete", "/api/v1/catalog/items/{a_item}", 404),
+    Case(STOCK, "get", "/api/v1/catalog/items/{a_item}/stock-movements", 404),
+    Case(STOCK, "post", "/api/v1/catalog/items/{a_item}/stock-movements", 404, {"kind": "ADJUST", "quantity": -5}),
 ]
 
 
@@ -291,6 +327,10 @@ def world(tenant, other_tenant):
     categories.category_create(tenant=other_tenant, code=B_CAT, name="B's travel")
     tier_services.tier_create(tenant=tenant, tier_id=A_TIER, names={"en": "A's gold"}, min_points=1000)
     tier_services.tier_policy_update(tenant=tenant, qualification="LIFETIME", downgrade_grace_days=7)
+    catalog_services.category_create(tenant=tenant, code=A_SHELF, name="A's gadgets")
+    a_item = catalog_services.item_create(
+        tenant=tenant, sku="A-1", name="A's gadget", point_cost=10, category=A_SHELF, stock_quantity=5
+    )
     a_cohort = cohort_create(tenant=tenant, name="A's VIPs", code=A_COHORT, kind="STATIC", member_refs=[A_REF])
     action_upsert(tenant=tenant, code=A_ACTION, description="A's")
     coupon_codes_add(tenant=tenant, pool=coupon_pool_create(tenant=tenant, code=A_POOL, name="A's"), codes=["A-1"])
@@ -327,6 +367,7 @@ def world(tenant, other_tenant):
         a_multiplier=a_multiplier,
         a_cohort=a_cohort,
         a_campaign=a_campaign,
+        a_item=a_item,
         a_client=client_with(HTTP_X_API_KEY=tenant.raw_api_key),
         callers={
             "b_key": client_with(HTTP_X_API_KEY=other_tenant.raw_api_key),
@@ -379,6 +420,15 @@ def tenant_state(tenant) -> dict:
             .order_by("tier_id")
             .values_list("tier_id", "names", "min_points", "benefits", "version")
         ),
+        "catalog_categories": list(
+            CatalogCategory.objects.filter(tenant=tenant).order_by("code").values_list("code", "name", "is_active")
+        ),
+        "catalog_items": list(
+            CatalogItem.objects.filter(tenant=tenant)
+            .order_by("pk")
+            .values_list("pk", "sku", "name", "point_cost", "stock_quantity", "is_active", "version")
+        ),
+        "stock_movements": StockMovement.objects.filter(tenant=tenant).count(),
         "tier_policy": list(
             TierPolicy.objects.filter(tenant=tenant).values_list(
                 "qualification", "window_months", "downgrade_grace_days"
@@ -402,6 +452,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         a_mult=world.a_multiplier.pk,
         a_cohort=world.a_cohort.pk,
         a_campaign=world.a_campaign.pk,
+        a_item=world.a_item.pk,
     )
 
     # when tenant B calls with A's ids
@@ -415,7 +466,8 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
     else:
         assert response.status_code == case.status, response.json()
     content = response.content.decode()
-    for secret in (world.a.pk, world.a_member.pk, world.a_key.pk, world.a_cohort.pk, world.a_campaign.pk):
+    secrets = (world.a.pk, world.a_member.pk, world.a_key.pk, world.a_cohort.pk, world.a_campaign.pk, world.a_item.pk)
+    for secret in secrets:
         assert str(secret) not in content
 
     # and nothing in tenant A changed, and its key still works
