@@ -25,44 +25,36 @@ from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
+from bench.common import progress, report, timed  # noqa: E402
 from rewards.services import member_create, points_adjust  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
-
-def progress(label: str, done: int, total: int) -> None:
-    print(f"\r  {label}: {done}/{total}", end="" if done < total else "\n", flush=True)
-
-
-def timed(fn, n: int, label: str) -> list[float]:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        fn(i)
-        samples.append((time.perf_counter() - started) * 1000)
-        if (i + 1) % max(1, n // 10) == 0:
-            progress(label, i + 1, n)
-    return samples
-
-
-def report(label: str, samples: list[float]) -> None:
-    samples = sorted(samples)
-    p95 = samples[int(len(samples) * 0.95) - 1]
-    print(f"  {label}: n={len(samples)} median={statistics.median(samples):.2f} ms p95={p95:.2f} ms")
+SECTIONS = ("ledger", "catalog")
 
 
 def main() -> None:
+    """`bench/run.py` runs every section; `bench/run.py catalog` only the ones named."""
+    wanted = sys.argv[1:] or list(SECTIONS)
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown benchmark sections {sorted(unknown)}; choose from {SECTIONS}")
     setup_test_environment()
     # Its own database name, so a benchmark never touches the test suite's database.
     connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{connection.settings_dict['NAME']}"
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        run()
+        print(f"machine: {os.cpu_count()} cores, database {connection.vendor}")
+        if "ledger" in wanted:
+            run()
+        if "catalog" in wanted:
+            from bench.catalog import catalog_bench
+
+            catalog_bench()
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 def run() -> None:
-    print(f"machine: {os.cpu_count()} cores, database {connection.vendor}")
     tenant, issued = tenant_create(name=f"bench-{uuid.uuid4().hex[:8]}")
     members = [member_create(tenant=tenant, external_ref=f"b-{i}") for i in range(50)]
 

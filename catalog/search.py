@@ -1,6 +1,7 @@
 """Catalog search (seed 003): PostgreSQL full-text search over names and descriptions (a GIN
-index on the trigger-kept `search_vector`, ranked, every word matched as a prefix) or, for
-typos, trigram word similarity on the name (a GIN `gin_trgm_ops` index). Results are cached
+index on the trigger-kept `search_vector`, ranked, the last word matched as a prefix) or, when
+no item has every word (typos), trigram word similarity on the name (a GIN `gin_trgm_ops`
+index). Results are cached
 for five minutes under versioned keys that every change to the tenant's catalog retires, so
 an edit shows in the next search. On SQLite (`make run` without a DATABASE_URL) search falls
 back to case-insensitive substring matching."""
@@ -10,8 +11,7 @@ import re
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
 from django.db import connection
-from django.db.models import F, FloatField, Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from prometheus_client import Counter
@@ -36,38 +36,61 @@ def terms(query: str) -> list[str]:
     return [word for word in re.split(r"[\W_]+", query.lower()) if word][:MAX_TERMS]
 
 
-def ranked(queryset: QuerySet[Item], query: str) -> QuerySet[Item]:
-    """The items of `queryset` that match `query`, best first, each with its `score`."""
+def _tsquery(words: list[str]) -> SearchQuery:
+    # The last word is matched as a prefix (people search as they type); the others whole,
+    # which the GIN index answers faster.
+    raw = " & ".join([*words[:-1], f"{words[-1]}:*"])
+    return SearchQuery(raw, search_type="raw", config="simple")
+
+
+def matches(queryset: QuerySet[Item], query: str, *, limit: int = MAX_RESULTS) -> tuple[list[str], str]:
+    """The ids of the items of `queryset` that match `query`, best first, and how they
+    matched: "fulltext" (every word, ranked by full-text rank) or, when no item has every
+    word, "similar" (names close to the query, for typos, ranked by trigram similarity).
+    Each is one query that its GIN index answers; an OR of the two could use neither."""
     words = terms(query)
     if not words:
-        return queryset.none()
+        return [], "fulltext"
     if connection.vendor != "postgresql":
         match = Q()
         for word in words:
             match |= Q(name__icontains=word) | Q(description__icontains=word)
-        return queryset.filter(match).annotate(score=Value(0.0, output_field=FloatField())).order_by("name", "pk")
-    text = " ".join(words)
-    tsquery = SearchQuery(" & ".join(f"{word}:*" for word in words), search_type="raw", config="simple")
-    return (
-        queryset.filter(Q(search_vector=tsquery) | Q(name__trigram_word_similar=text))
-        .annotate(
-            score=Coalesce(SearchRank(F("search_vector"), tsquery), 0.0, output_field=FloatField())
-            + TrigramWordSimilarity(text, "name")
+        return [str(pk) for pk in queryset.filter(match).order_by("name", "pk").values_list("pk", flat=True)[:limit]], (
+            "fulltext"
         )
+    tsquery = _tsquery(words)
+    found = (
+        queryset.filter(search_vector=tsquery)
+        .annotate(score=SearchRank(F("search_vector"), tsquery))
         .order_by("-score", "name", "pk")
+        .values_list("pk", flat=True)[:limit]
     )
+    ids = [str(pk) for pk in found]
+    if ids:
+        return ids, "fulltext"
+    text = " ".join(words)
+    similar = (
+        queryset.filter(name__trigram_word_similar=text)
+        .annotate(score=TrigramWordSimilarity(text, "name"))
+        .order_by("-score", "name", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return [str(pk) for pk in similar], "similar"
 
 
-def search_ids(*, tenant_pk, query: str, queryset: QuerySet[Item], parts: dict) -> tuple[list[str], bool]:
-    """The ids of the best matches (at most MAX_RESULTS), from the cache when this query with
-    these filters (`parts`) was answered since the catalog last changed; and whether it was."""
+def search_ids(*, tenant_pk, query: str, queryset: QuerySet[Item], parts: dict) -> tuple[list[str], str, bool]:
+    """(ids, match, hit): the best matches (at most MAX_RESULTS) and how they matched, from
+    the cache when this query with these filters (`parts`) was answered since the catalog
+    last changed, and whether it was."""
 
-    def load() -> list[str]:
-        return [str(pk) for pk in ranked(queryset, query).values_list("pk", flat=True)[:MAX_RESULTS]]
+    def load() -> tuple[list[str], str]:
+        return matches(queryset, query)
 
-    ids, hit = results_cache.get_or_load(tenant_pk=tenant_pk, parts={"q": " ".join(terms(query)), **parts}, load=load)
+    (ids, match), hit = results_cache.get_or_load(
+        tenant_pk=tenant_pk, parts={"q": " ".join(terms(query)), **parts}, load=load
+    )
     SEARCH_CACHE.labels(result="hit" if hit else "miss").inc()
-    return ids, hit
+    return ids, match, hit
 
 
 @receiver([post_save, post_delete], sender=Item)

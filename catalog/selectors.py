@@ -133,9 +133,10 @@ def item_get(*, tenant: Tenant, item_id, viewer: Viewer | None = None) -> Item:
 
 def item_search(
     *, tenant: Tenant, query: str, viewer: Viewer, include_inactive: bool = False, **filters
-) -> tuple[list[str], bool]:
+) -> tuple[list[str], str, bool]:
     """The ids of the items matching `query`, best first, within what `viewer` may see and
-    the filters; and whether the answer came from the cache."""
+    the filters; how they matched ("fulltext" or "similar"); and whether the answer came
+    from the cache."""
     items = item_filter(
         item_visible(tenant=tenant, viewer=viewer, include_inactive=include_inactive), viewer=viewer, **filters
     )

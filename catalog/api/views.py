@@ -273,14 +273,15 @@ class ItemSearchApi(ItemReadMixin, CatalogApiBase):
     @extend_schema(
         summary="Search the catalog",
         description="Full-text search over names (every locale) and descriptions, best match first; "
-        "words match as prefixes and typos in names are forgiven (trigram similarity). Takes the "
+        "the last word matches as a prefix. When no item has every word, names similar to the query "
+        "are returned instead (typos; `X-Search-Match: similar`, else `fulltext`). Takes the "
         "list's filters. Results are cached five minutes and retired by any change to the catalog.",
         parameters=[CatalogItemSearchQuerySerializer, LOCALE_HEADER],
         responses=CatalogItemSerializer(many=True),
     )
     def get(self, request):
         viewer, query, include_inactive = self.viewer_and_query(CatalogItemSearchQuerySerializer)
-        ids, hit = selectors.item_search(
+        ids, match, hit = selectors.item_search(
             tenant=self.tenant,
             query=query.validated_data["q"],
             viewer=viewer,
@@ -293,6 +294,7 @@ class ItemSearchApi(ItemReadMixin, CatalogApiBase):
         context = {**self.locale_context(), "request": request, "viewer": viewer, "currency": self.tenant.currency}
         response = paginator.get_paginated_response(CatalogItemSerializer(items, many=True, context=context).data)
         response["X-Cache"] = "HIT" if hit else "MISS"
+        response["X-Search-Match"] = match
         return response
 
 

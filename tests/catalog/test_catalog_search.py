@@ -29,7 +29,10 @@ def shelf(tenant):
 
 
 def test_a_typo_still_finds_the_item(api_client, shelf):
-    assert found(api_client.get(SEARCH, {"q": "headphnes"}))[0] == "Headphones"
+    typo = api_client.get(SEARCH, {"q": "headphnes"})
+    assert found(typo)[0] == "Headphones"
+    assert typo["X-Search-Match"] == "similar"
+    assert api_client.get(SEARCH, {"q": "headphones"})["X-Search-Match"] == "fulltext"
     assert found(api_client.get(SEARCH, {"q": "speakr"})) == ["Bluetooth Speaker"]
 
 
