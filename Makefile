@@ -51,7 +51,7 @@ format: $(DEPS)
 ## make bench: benchmarks under bench/ (PostgreSQL and Redis); prints figures
 bench: $(DEPS)
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
-	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) bench/run.py
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) bench/run.py $(BENCH)
 
 ## make lock: re-pin requirements*.txt from requirements*.in
 lock:
