@@ -253,6 +253,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "tenants.models.Tenant.Status",
         "MemberStatusEnum": "rewards.models.Member.Status",
+        "CreditPurchaseStatusEnum": "rewards.models.CreditPurchase.Status",
         "CohortKindEnum": "campaigns.models.Cohort.Kind",
         "CohortRunStatusEnum": "campaigns.models.CohortRun.Status",
         "CatalogItemKindEnum": "catalog.models.Item.Kind",

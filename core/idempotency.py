@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.response import Response
 
-from core.api.principals import request_tenant
+from core.api.principals import MemberClient, request_tenant
 from core.exceptions import Conflict, DomainError, Unprocessable
 from core.models import IdempotencyRecord
 
@@ -42,9 +42,12 @@ class IdempotencyKeyInFlight(Conflict):
 
 
 def _scope(request) -> str:
+    """Who owns the key: the tenant (API key, operators), a member (member token), or a user."""
     tenant = request_tenant(request)
     if tenant is not None:
         return f"tenant:{tenant.pk}"
+    if isinstance(request.user, MemberClient):
+        return f"member:{request.user.member.pk}"
     return f"user:{request.user.pk}"
 
 
@@ -83,12 +86,19 @@ def _claim(*, scope: str, key: str, fingerprint: str, now: datetime) -> Idempote
     return record
 
 
-def idempotent(view_method):
-    """Decorate an APIView's `post` to honour the Idempotency-Key header."""
+def idempotent(view_method=None, *, required: bool = False):
+    """Decorate an APIView's `post` to honour the Idempotency-Key header:
+    `@idempotent`, or `@idempotent(required=True)` where a request without one is a 400."""
+    if view_method is None:
+        return functools.partial(idempotent, required=required)
 
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
         key = request.headers.get(HEADER)
+        if key is None and required:
+            raise IdempotencyKeyInvalid(
+                f"The {HEADER} header is required.", field=HEADER, code="idempotency_key_required"
+            )
         if key is None:
             return view_method(self, request, *args, **kwargs)
         if not key.strip() or len(key) > MAX_KEY_LENGTH:

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,11 +12,23 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved
+from core.admin_services import ServiceForm, ServiceFormAdminMixin
 from core.exceptions import DomainError
-from rewards import categories, selectors, services
+from rewards import categories, credit, selectors, services
 from rewards.exceptions import IdempotencyKeyConflict
 from rewards.ledger import MAX_POINTS
-from rewards.models import Account, EarnedLot, InboundEvent, Member, Multiplier, OutboxEvent, SpendCategory, Transfer
+from rewards.models import (
+    Account,
+    CreditPackage,
+    CreditPurchase,
+    EarnedLot,
+    InboundEvent,
+    Member,
+    Multiplier,
+    OutboxEvent,
+    SpendCategory,
+    Transfer,
+)
 from tenants.models import Operator
 
 WRITING_ROLES = (Operator.Role.ADMIN.value, Operator.Role.SUPPORT.value)
@@ -430,3 +443,86 @@ class EarnedLotAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
     search_help_text = "Exact memberRef."
     ordering = ("-created_at",)
     readonly_fields = [f.name for f in EarnedLot._meta.fields]
+
+
+# Credit packages and purchases ---------------------------------------------------------
+
+
+class CreditPackageForm(ServiceForm):
+    class Meta:
+        model = CreditPackage
+        fields = ("tenant", "code", *credit.PACKAGE_FIELDS)
+        help_texts = {"currency": "ISO 4217; the tenant's currency when left empty."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["currency"].required = False
+
+
+@admin.register(CreditPackage)
+class CreditPackageAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    """Packages of points for sale. Writes go through the services; purchases keep their own
+    snapshot of price and points, so a package is edited, or retired (inactive), never deleted."""
+
+    add_roles = change_roles = WRITING_ROLES
+    form = CreditPackageForm
+
+    list_display = ("name", "code", "price", "currency", "reward_points", "is_active", "sort_order", "tenant")
+    list_filter = ("is_active", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("code", "name")
+    ordering = ("tenant", "sort_order", "name")
+
+    def get_fields(self, request, obj=None):
+        fields = ("tenant", "code", *credit.PACKAGE_FIELDS)
+        return fields if obj is None else (*fields, "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The code is how operators and demo data address a package: fixed once created.
+        return () if obj is None else ("code", "created_at", "updated_at")
+
+    def service_write(self, request, obj, form):
+        values = {name: form.cleaned_data[name] for name in credit.PACKAGE_FIELDS}
+        if obj is not None:
+            values["currency"] = values["currency"] or obj.currency
+            return credit.credit_package_update(package=obj, **values)
+        return credit.credit_package_create(
+            tenant=self.form_tenant(request, obj, form), code=form.cleaned_data["code"], **values
+        )
+
+
+@admin.register(CreditPurchase)
+class CreditPurchaseAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    """Purchases are records: read-only. "Reconcile now" asks the gateway about pending ones."""
+
+    list_display = (
+        "created_at",
+        "member",
+        "package",
+        "amount_paid",
+        "currency",
+        "points_awarded",
+        "status",
+        "decline_code",
+        "tenant",
+    )
+    list_filter = ("status", "created_at", "tenant")
+    list_select_related = ("member", "package", "tenant")
+    search_fields = ("id__exact", "member__external_ref__exact", "gateway_reference__exact")
+    search_help_text = "Exact purchase id, memberRef or gateway reference."
+    ordering = ("-created_at", "-id")
+    actions = ("reconcile_now",)
+    readonly_fields = [f.name for f in CreditPurchase._meta.fields]
+
+    def has_reconcile_permission(self, request) -> bool:
+        return self.role_allows(request, WRITING_ROLES)
+
+    @admin.action(description="Reconcile selected pending purchases now", permissions=["reconcile"])
+    def reconcile_now(self, request, queryset):
+        ids = list(queryset.filter(status=CreditPurchase.Status.PENDING).values_list("pk", flat=True))
+        if not ids:
+            self.message_user(request, "None of the selected purchases is pending.", messages.WARNING)
+            return
+        outcomes = credit.credit_purchases_reconcile(older_than=timedelta(0), purchase_ids=ids)
+        summary = ", ".join(f"{count} {outcome.replace('_', ' ')}" for outcome, count in sorted(outcomes.items()))
+        self.message_user(request, f"Reconciled {len(ids)} pending purchase(s): {summary}.", messages.SUCCESS)

@@ -1,4 +1,4 @@
-from core.exceptions import Conflict, NotFound, Unprocessable
+from core.exceptions import Conflict, DomainError, NotFound, Unprocessable
 
 
 class MemberNotFound(NotFound):
@@ -44,3 +44,39 @@ class CategoryAlreadyExists(Conflict):
 class MultiplierNotFound(NotFound):
     default_code = "multiplier_not_found"
     default_message = "Multiplier not found."
+
+
+class CreditPackageNotFound(NotFound):
+    default_code = "credit_package_not_found"
+    default_message = "Credit package not found."
+
+
+class CreditPackageAlreadyExists(Conflict):
+    default_code = "credit_package_exists"
+    default_message = "A credit package with this code already exists."
+
+
+class CreditPackageInactive(Unprocessable):
+    default_code = "credit_package_inactive"
+    default_message = "This credit package is not on sale."
+
+
+class CreditPurchaseNotFound(NotFound):
+    default_code = "credit_purchase_not_found"
+    default_message = "Credit purchase not found."
+
+
+class PaymentDeclined(DomainError):
+    """The gateway declined the charge: nothing was credited."""
+
+    status_code = 402
+    default_code = "payment_declined"
+    default_message = "The payment was declined."
+
+
+class PaymentGatewayUnavailable(DomainError):
+    """The gateway could not be reached: nothing was charged or credited."""
+
+    status_code = 503
+    default_code = "payment_gateway_unavailable"
+    default_message = "The payment gateway cannot be reached; nothing was charged. Try again later."

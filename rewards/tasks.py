@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from rewards.credit import credit_purchases_reconcile
 from rewards.expiry import member_pending_release, member_points_expire, members_with_due_lots
 from rewards.models import Member
 
@@ -34,3 +35,9 @@ def member_pending_release_task(member_id: str) -> int:
 def member_points_expire_task(member_id: str) -> int:
     member = Member.objects.select_related("tenant").get(pk=member_id)
     return member_points_expire(member=member, now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def credit_purchases_reconcile_task(purchase_ids: list[str] | None = None) -> dict:
+    """Settle credit purchases the gateway did not answer in time (beat: every minute)."""
+    return credit_purchases_reconcile(purchase_ids=purchase_ids)

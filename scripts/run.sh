@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start the platform: an ASGI server (HTTP + WebSocket) and, when CELERY_BROKER_URL is set,
-# a Celery worker with the beat scheduler. Ctrl-C stops everything.
+# Start the platform: an ASGI server (HTTP + WebSocket), the sandbox payment gateway (unless
+# PAYMENT_GATEWAY_URL points at another) and, when CELERY_BROKER_URL is set, a Celery worker
+# with the beat scheduler. Ctrl-C stops everything.
 set -euo pipefail
 BIN=${VENV:-.venv}/bin
 PORT=${PORT:-8000}
@@ -8,6 +9,16 @@ PORT=${PORT:-8000}
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
+
+GATEWAY_PORT=${PAYMENT_GATEWAY_PORT:-8025}
+if [ -z "${PAYMENT_GATEWAY_URL:-}" ]; then
+  echo "==> starting the sandbox payment gateway on http://127.0.0.1:$GATEWAY_PORT"
+  "$BIN/python" -m rewards.payments.sandbox --port "$GATEWAY_PORT" --quiet &
+  pids+=($!)
+  export PAYMENT_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+else
+  echo "==> payment gateway: $PAYMENT_GATEWAY_URL"
+fi
 
 if [ -n "${CELERY_BROKER_URL:-}" ]; then
   echo "==> starting a Celery worker (with beat) on $CELERY_BROKER_URL"
@@ -23,6 +34,7 @@ cat <<MSG
     API docs      http://127.0.0.1:$PORT/api/docs/
     Back office   http://127.0.0.1:$PORT/admin/   (logins printed above by seed_demo)
     Health        http://127.0.0.1:$PORT/health  /ready  /metrics
+    Payments      sandbox gateway $PAYMENT_GATEWAY_URL (tokens tok_approve, tok_decline, tok_timeout, ...)
 
 MSG
 "$BIN/python" manage.py runserver "0.0.0.0:$PORT" &

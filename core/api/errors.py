@@ -36,6 +36,13 @@ class ExceptionHandler(BaseHandler):
             return exceptions.ValidationError(as_serializer_error(exc))
         return super().convert_known_exceptions(exc)
 
+    def report_exception(self, exc, response) -> None:
+        # A domain refusal answered with a 5xx (503: the payment gateway is down) is an answer,
+        # not a crash: the service logs it; it is not reported as an unhandled exception.
+        if isinstance(exc, DomainAPIException):
+            return
+        super().report_exception(exc, response)
+
 
 class ExceptionFormatter(BaseFormatter):
     def format_error_response(self, error_response):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rewards.api import categories, events, simulations, views
+from rewards.api import categories, credit, events, simulations, views
 
 urlpatterns = [
     path("members", views.MemberListCreateApi.as_view(), name="member-list"),
@@ -19,6 +19,10 @@ urlpatterns = [
         categories.MultiplierDetailApi.as_view(),
         name="multiplier-detail",
     ),
+    path("credit-packages", credit.CreditPackageListCreateApi.as_view(), name="credit-package-list"),
+    path("credit-packages/<str:package_id>", credit.CreditPackageDetailApi.as_view(), name="credit-package-detail"),
+    path("credit-purchases", credit.CreditPurchaseListCreateApi.as_view(), name="credit-purchase-list"),
+    path("credit-purchases/<str:purchase_id>", credit.CreditPurchaseDetailApi.as_view(), name="credit-purchase-detail"),
     path("me", views.MeApi.as_view(), name="me"),
     path("me/transfers", views.MeTransferListApi.as_view(), name="me-transfers"),
 ]

@@ -1,3 +1,4 @@
+from rewards.models.credit import CreditPackage, CreditPurchase
 from rewards.models.earning import InboundEvent, Multiplier, MultiplierUsage, SpendCategory
 from rewards.models.ledger import Account, EarnedLot, Transfer
 from rewards.models.members import Member
@@ -5,6 +6,8 @@ from rewards.models.outbox import OutboxEvent
 
 __all__ = [
     "Account",
+    "CreditPackage",
+    "CreditPurchase",
     "EarnedLot",
     "InboundEvent",
     "Member",

@@ -2,14 +2,24 @@
 tests/rewards/test_concurrency.py)."""
 
 import pytest
+from rest_framework.test import APIClient
 
 from core.models import IdempotencyRecord
 from rewards import selectors
 from rewards.models import Member, Transfer
+from rewards.services import member_token_issue
 from tests.core.shapes import assert_error
 from tests.factories import MemberFactory
+from tests.rewards.credit_helpers import PURCHASES, package, sandbox  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
+
+
+def member_app(member) -> APIClient:
+    token, _ = member_token_issue(member=member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
 
 
 def adjust(client, member_ref: str, body: dict, key: str):
@@ -102,3 +112,31 @@ def test_a_request_refused_by_validation_does_not_use_up_its_key(api_client, ten
     # then it runs
     assert response.status_code == 201, response.json()
     assert selectors.member_balance(member=member) == 5
+
+
+def test_member_token_keys_are_scoped_to_the_member(api_client, tenant, package, sandbox):  # noqa: F811 - fixtures
+    # given two members of one tenant, each with its app, and the tenant's backend
+    alice, bob = MemberFactory(tenant=tenant), MemberFactory(tenant=tenant)
+    apps = {member.pk: member_app(member) for member in (alice, bob)}
+    body = {"packageId": str(package.pk), "paymentToken": "tok_approve"}
+
+    # when all three send the same Idempotency-Key
+    first = {pk: app.post(PURCHASES, body, format="json", HTTP_IDEMPOTENCY_KEY="same") for pk, app in apps.items()}
+    backend = api_client.post(
+        PURCHASES, {**body, "memberRef": alice.external_ref}, format="json", HTTP_IDEMPOTENCY_KEY="same"
+    )
+    replay = apps[alice.pk].post(PURCHASES, body, format="json", HTTP_IDEMPOTENCY_KEY="same")
+
+    # then each is its own purchase, and only a member's own retry replays its first answer
+    assert [r.status_code for r in first.values()] == [201, 201], [r.json() for r in first.values()]
+    assert backend.status_code == 201, backend.json()
+    assert "Idempotent-Replayed" not in backend.headers
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json() == first[alice.pk].json()
+    assert set(IdempotencyRecord.objects.filter(key="same").values_list("scope", flat=True)) == {
+        f"member:{alice.pk}",
+        f"member:{bob.pk}",
+        f"tenant:{tenant.pk}",
+    }
+    assert selectors.member_balance(member=alice) == 2 * package.reward_points
+    assert selectors.member_balance(member=bob) == package.reward_points

@@ -1,12 +1,14 @@
 """Demo data: a tenant, back-office logins and members with history. Safe to run again."""
 
 import random
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from rewards.models import Member
+from rewards.credit import credit_package_create
+from rewards.models import CreditPackage, Member
 from rewards.services import member_create, points_adjust
 from tenants.models import Operator, Tenant
 from tenants.services import api_key_create, api_key_revoke, tenant_create
@@ -16,6 +18,11 @@ ADMIN_LOGIN = ("admin", "admin")
 OPERATOR_LOGIN = ("demo", "demo")
 REASONS_CREDIT = ["Welcome bonus", "Goodwill credit", "Store visit", "Birthday treat", "Survey reward"]
 REASONS_DEBIT = ["Free coffee", "Correction", "Voucher redeemed", "Merch discount"]
+# Credit packages members can buy (pay with the sandbox gateway's token tok_approve).
+CREDIT_PACKAGES = [
+    ("coffee-500", "500 points", "Enough for a free coffee.", Decimal("4.99"), 500, 1),
+    ("coffee-1200", "1,200 points", "Best value: 20% extra.", Decimal("9.99"), 1200, 2),
+]
 
 
 class Command(BaseCommand):
@@ -28,6 +35,7 @@ class Command(BaseCommand):
         rng = random.Random(42)  # noqa: S311 - demo data, the same every run
         tenant, raw_key = self._tenant()
         self._users(tenant)
+        self._credit_packages(tenant)
         existing = set(Member.objects.filter(tenant=tenant).values_list("external_ref", flat=True))
         created = 0
         for n in range(1, members + 1):
@@ -65,6 +73,20 @@ class Command(BaseCommand):
                 OPERATOR_LOGIN[0], "demo@example.com", OPERATOR_LOGIN[1], is_staff=True
             )
         Operator.objects.get_or_create(user=operator_user, defaults={"tenant": tenant, "role": Operator.Role.ADMIN})
+
+    def _credit_packages(self, tenant: Tenant) -> None:
+        existing = set(CreditPackage.objects.filter(tenant=tenant).values_list("code", flat=True))
+        for code, name, description, price, points, order in CREDIT_PACKAGES:
+            if code not in existing:
+                credit_package_create(
+                    tenant=tenant,
+                    code=code,
+                    name=name,
+                    description=description,
+                    price=price,
+                    reward_points=points,
+                    sort_order=order,
+                )
 
     @transaction.atomic
     def _member_with_history(self, tenant: Tenant, ref: str, rng: random.Random) -> None:

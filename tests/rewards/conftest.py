@@ -1,0 +1,1 @@
+from tests.rewards.credit_helpers import package, sandbox  # noqa: F401 - fixtures
