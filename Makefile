@@ -27,6 +27,7 @@ run: $(DEPS)
 	@$(PY) manage.py seed_demo
 	@$(PY) manage.py seed_demo_tiers
 	@$(PY) manage.py seed_demo_campaigns
+	@$(PY) manage.py seed_demo_catalog
 	@bash scripts/run.sh
 
 ## make test: lint, contracts, migrations check and the whole suite on PostgreSQL and Redis
