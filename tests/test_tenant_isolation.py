@@ -22,9 +22,19 @@ from catalog import services as catalog_services
 from catalog.models import Category as CatalogCategory
 from catalog.models import Item as CatalogItem
 from catalog.models import StockMovement
-from rewards import categories, selectors, services
+from rewards import categories, credit, selectors, services
 from rewards.earning import event_ingest
-from rewards.models import Account, InboundEvent, Member, Multiplier, OutboxEvent, SpendCategory, Transfer
+from rewards.models import (
+    Account,
+    CreditPackage,
+    CreditPurchase,
+    InboundEvent,
+    Member,
+    Multiplier,
+    OutboxEvent,
+    SpendCategory,
+    Transfer,
+)
 from tenants.models import ApiKey, Limit
 from tenants.services import limit_upsert
 from tests.core.shapes import assert_error
@@ -50,6 +60,11 @@ A_SHELF = "a-gadgets"
 CATALOG_CATEGORY = "api/v1/catalog/categories/<str:code>"
 CATALOG_ITEM = "api/v1/catalog/items/<str:item_id>"
 STOCK = "api/v1/catalog/items/<str:item_id>/stock-movements"
+PACKAGE = "api/v1/credit-packages/<str:package_id>"
+PURCHASES = "api/v1/credit-purchases"
+PURCHASE = "api/v1/credit-purchases/<str:purchase_id>"
+A_PACK = "a-pack"
+IDEMPOTENT = (("Idempotency-Key", "b-buys"),)
 B_CAMPAIGN = {
     "name": "B's",
     "type": "SIMPLE",
@@ -67,6 +82,7 @@ class Case:
     status: int
     body: dict | None = None
     caller: str = "b_key"  # or "b_token": tenant B's member app
+    headers: tuple = ()  # (name, value) pairs, e.g. an Idempotency-Key
 
     @property
     def id(self) -> str:
@@ -275,6 +291,42 @@ CASES = [
     Case(CATALOG_ITEM, "delete", "/api/v1/catalog/items/{a_item}", 404),
     Case(STOCK, "get", "/api/v1/catalog/items/{a_item}/stock-movements", 404),
     Case(STOCK, "post", "/api/v1/catalog/items/{a_item}/stock-movements", 404, {"kind": "ADJUST", "quantity": -5}),
+    # Credit packages: codes are per tenant; A's package and purchase ids are unknown to B, so
+    # B can neither buy A's package nor buy anything for A's member.
+    Case("api/v1/credit-packages", "get", "/api/v1/credit-packages", 200),
+    Case("api/v1/credit-packages", "get", "/api/v1/credit-packages", 200, caller="b_token"),
+    Case(
+        "api/v1/credit-packages",
+        "post",
+        "/api/v1/credit-packages",
+        201,
+        {"code": A_PACK, "name": "B's", "price": "1.00", "rewardPoints": 10},
+    ),
+    Case(PACKAGE, "get", "/api/v1/credit-packages/{a_package}", 404),
+    Case(PACKAGE, "get", "/api/v1/credit-packages/{a_package}", 404, caller="b_token"),
+    Case(PACKAGE, "patch", "/api/v1/credit-packages/{a_package}", 404, {"rewardPoints": 99999}),
+    Case(PURCHASES, "get", "/api/v1/credit-purchases", 200),
+    Case(PURCHASES, "get", "/api/v1/credit-purchases?memberRef={a_ref}", 404),
+    Case(PURCHASES, "get", "/api/v1/credit-purchases", 200, caller="b_token"),
+    Case(
+        PURCHASES,
+        "post",
+        "/api/v1/credit-purchases",
+        404,
+        {"packageId": "{a_package}", "paymentToken": "tok_approve", "memberRef": B_REF},
+        headers=IDEMPOTENT,
+    ),
+    Case(
+        PURCHASES,
+        "post",
+        "/api/v1/credit-purchases",
+        404,
+        {"packageId": "{a_package}", "paymentToken": "tok_approve"},
+        caller="b_token",
+        headers=IDEMPOTENT,
+    ),
+    Case(PURCHASE, "get", "/api/v1/credit-purchases/{a_purchase}", 404),
+    Case(PURCHASE, "get", "/api/v1/credit-purchases/{a_purchase}", 404, caller="b_token"),
 ]
 
 
@@ -331,6 +383,12 @@ def world(tenant, other_tenant):
     a_item = catalog_services.item_create(
         tenant=tenant, sku="A-1", name="A's gadget", point_cost=10, category=A_SHELF, stock_quantity=5
     )
+    a_package = credit.credit_package_create(
+        tenant=tenant, code=A_PACK, name="A's pack", price=Decimal("4.99"), reward_points=500
+    )
+    a_purchase = CreditPurchase.objects.create(
+        tenant=tenant, member=a_member, package=a_package, amount_paid="4.99", currency="USD", points_awarded=500
+    )
     a_cohort = cohort_create(tenant=tenant, name="A's VIPs", code=A_COHORT, kind="STATIC", member_refs=[A_REF])
     action_upsert(tenant=tenant, code=A_ACTION, description="A's")
     coupon_codes_add(tenant=tenant, pool=coupon_pool_create(tenant=tenant, code=A_POOL, name="A's"), codes=["A-1"])
@@ -368,6 +426,8 @@ def world(tenant, other_tenant):
         a_cohort=a_cohort,
         a_campaign=a_campaign,
         a_item=a_item,
+        a_package=a_package,
+        a_purchase=a_purchase,
         a_client=client_with(HTTP_X_API_KEY=tenant.raw_api_key),
         callers={
             "b_key": client_with(HTTP_X_API_KEY=other_tenant.raw_api_key),
@@ -429,6 +489,14 @@ def tenant_state(tenant) -> dict:
             .values_list("pk", "sku", "name", "point_cost", "stock_quantity", "is_active", "version")
         ),
         "stock_movements": StockMovement.objects.filter(tenant=tenant).count(),
+        "credit_packages": list(
+            CreditPackage.objects.filter(tenant=tenant)
+            .order_by("code")
+            .values_list("code", "name", "price", "reward_points", "is_active")
+        ),
+        "credit_purchases": list(
+            CreditPurchase.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "status", "transfer")
+        ),
         "tier_policy": list(
             TierPolicy.objects.filter(tenant=tenant).values_list(
                 "qualification", "window_months", "downgrade_grace_days"
@@ -453,11 +521,18 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         a_cohort=world.a_cohort.pk,
         a_campaign=world.a_campaign.pk,
         a_item=world.a_item.pk,
+        a_package=world.a_package.pk,
+        a_purchase=world.a_purchase.pk,
+    )
+    # bodies may name A's ids too
+    body = (
+        None if case.body is None else json.loads(json.dumps(case.body).replace("{a_package}", str(world.a_package.pk)))
     )
 
     # when tenant B calls with A's ids
+    headers = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in case.headers}
     response = world.callers[case.caller].generic(
-        case.method.upper(), path, "" if case.body is None else json.dumps(case.body), content_type="application/json"
+        case.method.upper(), path, "" if body is None else json.dumps(body), content_type="application/json", **headers
     )
 
     # then it gets a 404 (or its own data), never a sight of A's
@@ -467,7 +542,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         assert response.status_code == case.status, response.json()
     content = response.content.decode()
     secrets = (world.a.pk, world.a_member.pk, world.a_key.pk, world.a_cohort.pk, world.a_campaign.pk, world.a_item.pk)
-    for secret in secrets:
+    for secret in (*secrets, world.a_purchase.pk):
         assert str(secret) not in content
 
     # and nothing in tenant A changed, and its key still works
