@@ -6,6 +6,8 @@ the tenant, tier ids, names, optimistic locking) and records the opening stock o
 movement. An existing item's stock is never set by an import: it moves only by stock movements.
 """
 
+import json
+
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from import_export import fields, resources, widgets
 
@@ -41,10 +43,17 @@ class TenantCodeWidget(widgets.ForeignKeyWidget):
             raise ValueError(f"No {self.label} with code {value!r} in your catalog.") from None
 
 
+class NamesWidget(widgets.JSONWidget):
+    """Names per locale as JSON, written in their own scripts (not as \\u escapes)."""
+
+    def render(self, value, obj=None, **kwargs):
+        return json.dumps(value, ensure_ascii=False) if value else ""
+
+
 class ItemResource(resources.ModelResource):
     category = fields.Field(attribute="category", column_name="category", widget=TenantCodeWidget(Category, "category"))
     partner = fields.Field(attribute="partner", column_name="partner", widget=TenantCodeWidget(Partner, "partner"))
-    names = fields.Field(attribute="names", column_name="names", widget=widgets.JSONWidget(), default=dict)
+    names = fields.Field(attribute="names", column_name="names", widget=NamesWidget(), default=dict)
 
     class Meta:
         model = Item
