@@ -58,6 +58,8 @@ def _category_ref(tenant: Tenant, code) -> Category | None:
     if code in (None, ""):
         return None
     if isinstance(code, Category):
+        if code.tenant_id != tenant.pk:
+            raise InvalidReference("No category with this code.", field="category", code="category_not_found")
         return code
     found = Category.objects.filter(tenant=tenant, code=str(code)).first()
     if found is None:
@@ -69,6 +71,8 @@ def _partner_ref(tenant: Tenant, code) -> Partner | None:
     if code in (None, ""):
         return None
     if isinstance(code, Partner):
+        if code.tenant_id != tenant.pk:
+            raise InvalidReference("No partner with this code.", field="partner", code="partner_not_found")
         return code
     found = Partner.objects.filter(tenant=tenant, code=str(code)).first()
     if found is None:

@@ -1,6 +1,8 @@
 """The reward catalog API: categories, items (members see what their tier reaches), search,
 and stock movements. Reads take a member token too; writes are the tenant's."""
 
+from functools import cached_property
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -20,6 +22,7 @@ from catalog.api.serializers import (
     StockMovementSerializer,
     StockMovementWriteSerializer,
 )
+from catalog.exceptions import CategoryNotFound
 from catalog.models import Category, Item, StockMovement
 from core.api.pagination import LedgerCursorPagination, PagePagination
 from core.api.permissions import IsTenantClientOrMemberReading
@@ -106,7 +109,7 @@ class CategoryDetailApi(CatalogApiBase):
     def get(self, request, code):
         category = selectors.category_get(tenant=self.tenant, code=code)
         if self.member is not None and not category.is_active:
-            category = selectors.category_get(tenant=self.tenant, code="\x00")  # not found, as for any other
+            raise CategoryNotFound(field="code")  # as for any category that does not exist
         return Response(CatalogCategorySerializer(category, context=self.locale_context()).data)
 
     @extend_schema(
@@ -203,17 +206,22 @@ def _expected_version(request, data: dict) -> int:
 
 class ItemDetailApi(CatalogApiBase):
     def respond(self, item, *, code=200) -> Response:
-        viewer = selectors.viewer_for(tenant=self.tenant, member=self.member)
-        context = {**self.locale_context(), "request": self.request, "viewer": viewer, "currency": self.tenant.currency}
+        context = {
+            **self.locale_context(),
+            "request": self.request,
+            "viewer": self.viewer,
+            "currency": self.tenant.currency,
+        }
         response = Response(CatalogItemSerializer(item, context=context).data, status=code)
         response["ETag"] = f'"{item.version}"'
         return response
 
+    @cached_property
+    def viewer(self):
+        return selectors.viewer_for(tenant=self.tenant, member=self.member)
+
     def item(self):
-        viewer = selectors.Viewer(member=self.member) if self.member else None
-        if viewer is not None:
-            viewer = selectors.viewer_for(tenant=self.tenant, member=self.member)
-        return selectors.item_get(tenant=self.tenant, item_id=self.kwargs["item_id"], viewer=viewer)
+        return selectors.item_get(tenant=self.tenant, item_id=self.kwargs["item_id"], viewer=self.viewer)
 
     @extend_schema(
         summary="Get a catalog item",

@@ -304,3 +304,14 @@ def test_categories_list_and_change(api_client, member_client, shelves):
         409,
         attr="code",
     )
+
+
+def test_another_tenants_category_or_partner_cannot_be_attached(tenant, other_tenant):
+    theirs = services.category_create(tenant=other_tenant, code="theirs", name="Theirs")
+    partner = Partner.objects.create(tenant=other_tenant, code="acme", name="Acme")
+
+    with pytest.raises(services.InvalidReference):
+        services.item_create(tenant=tenant, name="X", point_cost=1, category=theirs)
+    with pytest.raises(services.InvalidReference):
+        services.item_create(tenant=tenant, name="X", point_cost=1, partner=partner)
+    assert not Item.objects.filter(tenant=tenant).exists()
