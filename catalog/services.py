@@ -54,30 +54,25 @@ def names_check(names, *, field: str = "names") -> dict:
     return names
 
 
-def _category_ref(tenant: Tenant, code) -> Category | None:
-    if code in (None, ""):
+def _code_ref(tenant: Tenant, model, value, *, field: str):
+    """The tenant's `model` row named by its code (or given as a row); None for none."""
+    if value in (None, ""):
         return None
-    if isinstance(code, Category):
-        if code.tenant_id != tenant.pk:
-            raise InvalidReference("No category with this code.", field="category", code="category_not_found")
-        return code
-    found = Category.objects.filter(tenant=tenant, code=str(code)).first()
+    if isinstance(value, model):
+        found = value if value.tenant_id == tenant.pk else None
+    else:
+        found = model.objects.filter(tenant=tenant, code=str(value)).first()
     if found is None:
-        raise InvalidReference("No category with this code.", field="category", code="category_not_found")
+        raise InvalidReference(f"No {field} with this code.", field=field, code=f"{field}_not_found")
     return found
 
 
-def _partner_ref(tenant: Tenant, code) -> Partner | None:
-    if code in (None, ""):
-        return None
-    if isinstance(code, Partner):
-        if code.tenant_id != tenant.pk:
-            raise InvalidReference("No partner with this code.", field="partner", code="partner_not_found")
-        return code
-    found = Partner.objects.filter(tenant=tenant, code=str(code)).first()
-    if found is None:
-        raise InvalidReference("No partner with this code.", field="partner", code="partner_not_found")
-    return found
+def _category_ref(tenant: Tenant, value) -> Category | None:
+    return _code_ref(tenant, Category, value, field="category")
+
+
+def _partner_ref(tenant: Tenant, value) -> Partner | None:
+    return _code_ref(tenant, Partner, value, field="partner")
 
 
 def _tier_check(tenant: Tenant, tier_id: str) -> str:

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from campaigns import cohorts
 from campaigns.models import Cohort, CohortRun
-from core.api.principals import ApiClient
+from core.api.principals import actor_of
 from core.api.schema import domain_errors
 from core.api.views import TenantAPIView
 
@@ -92,13 +92,6 @@ class CohortCreateSerializer(serializers.Serializer):
         '{">=": [{"var": "activity.spend.30d"}, 100]}]}. Variables: member.attributes.<key>..., member.locale, '
         "member.tier, member.cohorts, member.createdDaysAgo, activity.spend|transactions|points.<N>d.",
     )
-
-
-def actor_of(request) -> str:
-    """Who asked for a recompute, as the run records it."""
-    if isinstance(request.user, ApiClient):
-        return f"api-key:{request.user.api_key.prefix}"
-    return f"operator:{request.user.get_username()}"
 
 
 def cohort_detail(*, tenant, cohort: Cohort) -> dict:

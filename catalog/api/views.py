@@ -26,7 +26,7 @@ from catalog.exceptions import CategoryNotFound
 from catalog.models import Category, Item, StockMovement
 from core.api.pagination import LedgerCursorPagination, PagePagination
 from core.api.permissions import IsTenantClientOrMemberReading
-from core.api.principals import ApiClient
+from core.api.principals import actor_of
 from core.api.schema import domain_errors
 from core.api.views import TenantOrMemberAPIView
 from rewards import selectors as member_selectors
@@ -45,12 +45,6 @@ IF_MATCH = OpenApiParameter(
     type=str,
     description='The item version the edit is based on, as its ETag ("3"); or send `version` in the body.',
 )
-
-
-def actor_of(request) -> str:
-    if isinstance(request.user, ApiClient):
-        return f"api-key:{request.user.api_key.prefix}"
-    return f"operator:{request.user.get_username()}"
 
 
 class CatalogApiBase(TenantOrMemberAPIView):

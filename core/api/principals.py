@@ -53,3 +53,10 @@ def is_platform_admin(user) -> bool:
     if operator_tenant(user) is not None:
         return False
     return user.has_perm("tenants.add_tenant")
+
+
+def actor_of(request) -> str:
+    """Who made a change, as audit trails record it: `api-key:<prefix>` or `operator:<username>`."""
+    if isinstance(request.user, ApiClient):
+        return f"api-key:{request.user.api_key.prefix}"
+    return f"operator:{request.user.get_username()}"

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from core.api.pagination import LedgerCursorPagination
 from core.api.permissions import IsMember
-from core.api.principals import ApiClient
+from core.api.principals import actor_of
 from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantAPIView
 from core.idempotency import idempotent
@@ -24,13 +24,6 @@ from rewards.api.serializers import (
     TransferSerializer,
 )
 from rewards.models import Member, Transfer
-
-
-def actor_of(request) -> str:
-    """Who made a change, for the audit trail of an adjustment."""
-    if isinstance(request.user, ApiClient):
-        return f"api-key:{request.user.api_key.prefix}"
-    return f"operator:{request.user.get_username()}"
 
 
 class MemberListCreateApi(TenantAPIView, ListAPIView):
