@@ -80,3 +80,8 @@ class PaymentGatewayUnavailable(DomainError):
     status_code = 503
     default_code = "payment_gateway_unavailable"
     default_message = "The payment gateway cannot be reached; nothing was charged. Try again later."
+
+
+class NotificationNotFound(NotFound):
+    default_code = "notification_not_found"
+    default_message = "No event with this id among the member's notifications."

@@ -20,9 +20,15 @@ class OutboxEvent(models.Model):
     correlation_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # The platform-wide order of events, set by the database on insert (a sequence on
+    # PostgreSQL, the rowid on SQLite; rewards/migrations/0007). A member's events are written
+    # under the member's row lock, so their positions follow their commit order.
+    position = models.BigIntegerField(null=True, blank=True, editable=False, unique=True)
 
     class Meta:
         indexes = [
+            models.Index(fields=["tenant", "member_ref", "position"], name="outbox_member_position"),
+            models.Index(fields=["tenant", "type", "position"], name="outbox_tenant_type_position"),
             models.Index(
                 fields=["created_at"], condition=models.Q(published_at__isnull=True), name="outbox_unpublished"
             ),
