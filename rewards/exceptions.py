@@ -85,3 +85,8 @@ class PaymentGatewayUnavailable(DomainError):
 class NotificationNotFound(NotFound):
     default_code = "notification_not_found"
     default_message = "No event with this id among the member's notifications."
+
+
+class OutboundEventNotFound(NotFound):
+    default_code = "event_not_found"
+    default_message = "No outbound event with this id."

@@ -1,7 +1,7 @@
 """Releasing pending points and expiring lapsed ones, member by member."""
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 
@@ -98,6 +98,58 @@ def member_points_expire(*, member: Member, now: datetime) -> int:
         change = PointsChange(member.tenant, member, -lapsed, "expiry", f"expiry:{transfer.pk}", earned_at=month)
         points_changed(change)
     return points
+
+
+@transaction.atomic
+def member_expiry_notice(*, member: Member, now: datetime, within: timedelta) -> int:
+    """Tell the member (points.expiring) about spendable points that expire within `within`
+    and that they have not been told about yet; each lot is announced once."""
+    lots = list(
+        EarnedLot.objects.select_for_update()
+        .filter(
+            member=member,
+            remaining__gt=0,
+            pending_until__isnull=True,
+            expires_at__gt=now,
+            expires_at__lte=now + within,
+            expiry_noticed_at__isnull=True,
+        )
+        .order_by("expires_at", "id")
+    )
+    points = sum(lot.remaining for lot in lots)
+    if points <= 0:
+        return 0
+    EarnedLot.objects.filter(pk__in=[lot.pk for lot in lots]).update(expiry_noticed_at=now)
+    outbox_write(
+        tenant=member.tenant,
+        type="points.expiring",
+        member_ref=member.external_ref,
+        occurred_at=now,
+        data={
+            "memberRef": member.external_ref,
+            "points": points,
+            "expiresAt": lots[0].expires_at.isoformat(),
+            "lots": [
+                {"lotId": lot.pk, "points": lot.remaining, "expiresAt": lot.expires_at.isoformat()} for lot in lots
+            ],
+        },
+    )
+    return points
+
+
+def members_with_expiring_lots(*, now: datetime, within: timedelta, limit: int = 10_000) -> list:
+    """Ids of members with points expiring within `within` they have not been told about."""
+    return list(
+        EarnedLot.objects.filter(
+            remaining__gt=0,
+            pending_until__isnull=True,
+            expires_at__gt=now,
+            expires_at__lte=now + within,
+            expiry_noticed_at__isnull=True,
+        )
+        .values_list("member_id", flat=True)
+        .distinct()[:limit]
+    )
 
 
 def members_with_due_lots(*, now: datetime, limit: int = 10_000) -> tuple[list, list]:

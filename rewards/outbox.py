@@ -8,7 +8,11 @@ from tenants.models import Tenant
 
 
 def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "", occurred_at=None) -> OutboxEvent:
-    """Record an outbound event carrying the current request id as its correlation id."""
+    """Record an outbound event carrying the current request id as its correlation id; the
+    relay publishes it once the transaction commits."""
+    from rewards.relay import relay_after_commit
+
+    relay_after_commit()
     return OutboxEvent.objects.create(
         tenant=tenant,
         type=type,

@@ -7,9 +7,9 @@ from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subqu
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from rewards.exceptions import MemberNotFound
+from rewards.exceptions import MemberNotFound, OutboundEventNotFound
 from rewards.lots import lots_expiring
-from rewards.models import Account, Member, Transfer
+from rewards.models import Account, Member, OutboxEvent, Transfer
 from tenants.models import Tenant
 
 EXPIRING_SOON = timedelta(days=30)
@@ -111,3 +111,21 @@ def ledger_verify(*, tenant: Tenant) -> LedgerReport:
         if account.balance < 0:
             negative.append(account.member.external_ref)
     return LedgerReport(balances_sum=total, member_mismatches=mismatches, negative_balances=negative)
+
+
+def outbound_event_list(
+    *, tenant: Tenant, type: str | None = None, member_ref: str | None = None, after=None, limit: int = 100
+) -> list[OutboxEvent]:
+    """The tenant's outbound events in emission order, after the event `after` (its id; one
+    of another tenant is not found)."""
+    events = OutboxEvent.objects.filter(tenant=tenant, position__isnull=False).order_by("position")
+    if after is not None:
+        position = events.filter(event_id=after).values_list("position", flat=True).first()
+        if position is None:
+            raise OutboundEventNotFound(field="after")
+        events = events.filter(position__gt=position)
+    if type:
+        events = events.filter(type=type)
+    if member_ref:
+        events = events.filter(member_ref=member_ref)
+    return list(events[:limit])

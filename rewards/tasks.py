@@ -1,13 +1,22 @@
 """Celery tasks: take ids, call a service, safe to run twice."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from rewards.credit import credit_purchases_reconcile
-from rewards.expiry import member_pending_release, member_points_expire, members_with_due_lots
+from rewards.expiry import (
+    member_expiry_notice,
+    member_pending_release,
+    member_points_expire,
+    members_with_due_lots,
+    members_with_expiring_lots,
+)
 from rewards.models import Member
+from rewards.relay import outbox_relay_run
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +50,27 @@ def member_points_expire_task(member_id: str) -> int:
 def credit_purchases_reconcile_task(purchase_ids: list[str] | None = None) -> dict:
     """Settle credit purchases the gateway did not answer in time (beat: every minute)."""
     return credit_purchases_reconcile(purchase_ids=purchase_ids)
+
+
+@shared_task(acks_late=True)
+def outbox_relay() -> int:
+    """Publish outbound events (after each commit that writes some, and swept by beat)."""
+    return outbox_relay_run()
+
+
+@shared_task(acks_late=True)
+def points_expiring_notify() -> int:
+    """Tell members about points that expire soon (beat: hourly); each lot once."""
+    now, within = timezone.now(), timedelta(days=settings.POINTS_EXPIRING_NOTICE_DAYS)
+    members = members_with_expiring_lots(now=now, within=within)
+    for member_id in members:
+        member_expiry_notice_task.delay(str(member_id))
+    return len(members)
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def member_expiry_notice_task(member_id: str) -> int:
+    member = Member.objects.select_related("tenant").get(pk=member_id)
+    return member_expiry_notice(
+        member=member, now=timezone.now(), within=timedelta(days=settings.POINTS_EXPIRING_NOTICE_DAYS)
+    )

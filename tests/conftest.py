@@ -25,6 +25,15 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _relay_only_where_asked(request, settings):
+    """Tests that commit outbound events do not publish them inline (with no broker, Celery
+    runs the relay in the committing thread) unless marked `relay`: the relay has its own
+    tests, and the others stay about what they test."""
+    if request.node.get_closest_marker("relay") is None:
+        settings.OUTBOX_RELAY_ON_COMMIT = False
+
+
 @pytest.fixture
 def tenant(db):
     return TenantFactory()

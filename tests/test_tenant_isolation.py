@@ -245,6 +245,10 @@ CASES = [
         200,
         {"events": [{"type": "transaction.refunded", "eventId": "b-refund-2", "originalEventId": "a-purchase-1"}]},
     ),
+    # The event log is the caller's own; A's event ids are unknown to B, and members have none.
+    Case("api/v1/events/outbound", "get", "/api/v1/events/outbound", 200),
+    Case("api/v1/events/outbound", "get", "/api/v1/events/outbound?after={a_event}", 404),
+    Case("api/v1/events/outbound", "get", "/api/v1/events/outbound", 403, caller="b_token"),
     # Simulations read only the caller's own events.
     Case(
         "api/v1/simulations",
@@ -523,6 +527,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         a_item=world.a_item.pk,
         a_package=world.a_package.pk,
         a_purchase=world.a_purchase.pk,
+        a_event=OutboxEvent.objects.filter(tenant=world.a).order_by("position").first().pk,
     )
     # bodies may name A's ids too
     body = (

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from rewards.api import categories, credit, events, simulations, views
+from rewards.api import categories, credit, events, outbound, simulations, views
+from rewards.api import notifications as notification_views
 
 urlpatterns = [
     path("members", views.MemberListCreateApi.as_view(), name="member-list"),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("members/<str:member_ref>/token", views.MemberTokenApi.as_view(), name="member-token"),
     path("events", events.EventIngestApi.as_view(), name="events"),
     path("events:batch", events.EventBatchApi.as_view(), name="events-batch"),
+    path("events/outbound", outbound.OutboundEventListApi.as_view(), name="events-outbound"),
     path("simulations", simulations.SimulationRunApi.as_view(), name="simulations"),
     path("categories", categories.CategoryListCreateApi.as_view(), name="category-list"),
     path("categories/<str:code>", categories.CategoryDetailApi.as_view(), name="category-detail"),
@@ -25,4 +27,5 @@ urlpatterns = [
     path("credit-purchases/<str:purchase_id>", credit.CreditPurchaseDetailApi.as_view(), name="credit-purchase-detail"),
     path("me", views.MeApi.as_view(), name="me"),
     path("me/transfers", views.MeTransferListApi.as_view(), name="me-transfers"),
+    path("me/notifications", notification_views.MeNotificationListApi.as_view(), name="me-notifications"),
 ]

@@ -127,6 +127,9 @@ class EarnedLot(models.Model):
     remaining = models.BigIntegerField()
     pending_until = models.DateTimeField(null=True, blank=True, help_text="Spendable from then on.")
     expires_at = models.DateTimeField(null=True, blank=True)
+    expiry_noticed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the member was told these points expire soon."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
