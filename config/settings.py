@@ -145,7 +145,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Room for a burst of frames to a socket that reads slowly (channels-redis drops beyond it).
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 120},
         }
     }
 else:
@@ -167,6 +168,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "lots-due": {"task": "rewards.tasks.lots_due_process", "schedule": timedelta(minutes=5)},
+    "outbox-relay": {"task": "rewards.tasks.outbox_relay", "schedule": timedelta(seconds=5)},
+    "points-expiring": {"task": "rewards.tasks.points_expiring_notify", "schedule": timedelta(hours=1)},
     "idempotency-keys-purge": {
         "task": "core.tasks.idempotency_records_purge",
         "schedule": timedelta(hours=1),
@@ -178,6 +181,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rewards.tasks.credit_purchases_reconcile_task",
         "schedule": timedelta(minutes=1),
     },
+    "webhooks-due-sweep": {"task": "tenants.tasks.webhooks_due_sweep", "schedule": timedelta(seconds=30)},
 }
 
 # Auth, API, schema ---------------------------------------------------------------------
@@ -284,6 +288,18 @@ MEMBER_TOKEN_SIGNING_KEY = os.environ.get("MEMBER_TOKEN_SIGNING_KEY") or SECRET_
 MEMBER_TOKEN_TTL = timedelta(seconds=env_int("MEMBER_TOKEN_TTL_SECONDS", 900))
 MEMBER_TOKEN_ISSUER = os.environ.get("MEMBER_TOKEN_ISSUER", "loyalty-platform")
 MEMBER_TOKEN_AUDIENCE = "loyalty-member"
+
+# The member WebSocket (/ws): browser origins allowed to open it (patterns as ALLOWED_HOSTS, or
+# scheme://host[:port]; apps sending no Origin are allowed), and how long a socket opened
+# without a token may wait for its `auth` frame.
+WEBSOCKET_ALLOWED_ORIGINS = env_list("WEBSOCKET_ALLOWED_ORIGINS", ALLOWED_HOSTS)
+WEBSOCKET_AUTH_TIMEOUT = timedelta(seconds=env_int("WEBSOCKET_AUTH_TIMEOUT_SECONDS", 10))
+
+# Members are told (points.expiring) this many days before points expire.
+POINTS_EXPIRING_NOTICE_DAYS = env_int("POINTS_EXPIRING_NOTICE_DAYS", 7)
+
+# The outbox relay is queued after every commit that writes outbound events (beat also sweeps).
+OUTBOX_RELAY_ON_COMMIT = env_bool("OUTBOX_RELAY_ON_COMMIT", default=True)
 
 # Idempotency-Key records are kept at least this long (the API promises 24 h).
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 48))
@@ -394,6 +410,20 @@ CATALOG_IMAGE_MAX_BYTES = env_int("CATALOG_IMAGE_MAX_BYTES", 5 * 1024 * 1024)
 CATALOG_SEARCH_CACHE_SECONDS = env_int("CATALOG_SEARCH_CACHE_SECONDS", 300)
 # Without collectstatic, WhiteNoise serves from the app finders; the empty STATIC_ROOT is expected.
 warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+
+# Webhooks ------------------------------------------------------------------------------
+# A failing delivery is retried with exponential backoff (base * 2^n, capped, with jitter) for
+# this long after its first attempt, then dead-lettered. The issue promises at least 24 hours.
+WEBHOOK_RETRY_BUDGET_SECONDS = env_int("WEBHOOK_RETRY_BUDGET_SECONDS", 25 * 60 * 60)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env_int("WEBHOOK_RETRY_MAX_DELAY_SECONDS", 60 * 60)
+# Connect and read timeout of one delivery attempt.
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS") or 10)
+# Development only: let endpoints point at private, loopback and link-local addresses.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+if WEBHOOK_RETRY_BUDGET_SECONDS < 24 * 60 * 60 and not DEBUG:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_BUDGET_SECONDS must be at least 86400 (24 hours) outside DEBUG")
+# End of webhooks -----------------------------------------------------------------------
 
 # Behind a TLS-terminating proxy.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
