@@ -9,6 +9,22 @@ from rewards.models import Member
 from rewards.tokens import member_token_decode
 
 
+def member_token_authenticate(token: str) -> tuple[Member, dict]:
+    """The member a token stands for and its verified claims, for the API and the WebSocket
+    alike: signature, audience, issuer and expiry checked, and the member and its tenant must
+    both be active. Raises jwt.InvalidTokenError (jwt.ExpiredSignatureError once expired)."""
+    claims = member_token_decode(token)
+    member_id, tenant_id = uuid_or_none(claims["sub"]), uuid_or_none(claims["tid"])
+    member = (
+        Member.objects.select_related("tenant").filter(pk=member_id, tenant_id=tenant_id).first()
+        if member_id and tenant_id
+        else None
+    )
+    if member is None or not member.is_active or not member.tenant.is_active:
+        raise jwt.InvalidTokenError("No active member of an active tenant for this token.")
+    return member, claims
+
+
 class MemberTokenAuthentication(BaseAuthentication):
     """`Authorization: Bearer <member token>`: tenant, member, audience and expiry checked."""
 
@@ -21,19 +37,11 @@ class MemberTokenAuthentication(BaseAuthentication):
         if len(parts) != 2:
             raise AuthenticationFailed("Malformed Authorization header.", code="invalid_token")
         try:
-            claims = member_token_decode(parts[1].decode("ascii", errors="replace"))
+            member, claims = member_token_authenticate(parts[1].decode("ascii", errors="replace"))
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationFailed("The member token has expired.", code="token_expired") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed("Invalid member token.", code="invalid_token") from exc
-        member_id, tenant_id = uuid_or_none(claims["sub"]), uuid_or_none(claims["tid"])
-        member = (
-            Member.objects.select_related("tenant").filter(pk=member_id, tenant_id=tenant_id).first()
-            if member_id and tenant_id
-            else None
-        )
-        if member is None or not member.is_active or not member.tenant.is_active:
-            raise AuthenticationFailed("Invalid member token.", code="invalid_token")
         return MemberClient(tenant=member.tenant, member=member), claims
 
     def authenticate_header(self, request) -> str:

@@ -1,0 +1,119 @@
+"""The member WebSocket on a real ASGI server: daphne in its own process on the test database
+and Redis, a `websockets` client, and frames sent into the channel layer from this process."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from channels.layers import get_channel_layer
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from rewards.notifications import GROUP_MESSAGE_TYPE, frame, member_group
+from rewards.services import member_token_issue
+from tests.factories import MemberFactory
+from tests.integration.conftest import _database_url
+from tests.realtime.conftest import forged_token, points_events
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def daphne_url(transactional_db, settings):
+    """`python -m daphne` serving config.asgi on the test database, with Redis as channel layer."""
+    if not settings.REDIS_URL:
+        pytest.fail("The WebSocket integration test needs Redis (REDIS_URL) as the channel layer.")
+    settings.OUTBOX_RELAY_ON_COMMIT = False
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL}
+    env.pop("CELERY_BROKER_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError("daphne exited:\n" + server.stderr.read())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("daphne did not listen within 30 s") from None
+                time.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}/ws"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_a_real_server_delivers_a_members_frame_to_that_member_only(daphne_url, tenant):
+    alice = MemberFactory(tenant=tenant, external_ref="alice")
+    bob = MemberFactory(tenant=tenant, external_ref="bob")
+    (event,) = points_events(alice, 1)
+    tokens = {m.external_ref: member_token_issue(member=m)[0] for m in (alice, bob)}
+
+    async def scenario():
+        async with (
+            connect(daphne_url, subprotocols=["bearer", tokens["alice"]]) as alice_ws,
+            connect(daphne_url, subprotocols=["bearer", tokens["bob"]]) as bob_ws,
+        ):
+            assert alice_ws.subprotocol == "bearer"
+            for ws, ref in ((alice_ws, "alice"), (bob_ws, "bob")):
+                ready = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert (ready["type"], ready["memberRef"]) == ("ready", ref)
+            # a frame sent into alice's group from this process, through Redis
+            await get_channel_layer().group_send(
+                member_group(alice.tenant_id, alice.external_ref),
+                {"type": GROUP_MESSAGE_TYPE, "frame": frame(event), "position": event.position},
+            )
+            assert json.loads(await asyncio.wait_for(alice_ws.recv(), 10)) == frame(event)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(bob_ws.recv(), 1.5)
+
+    asyncio.run(scenario())
+
+
+def test_a_real_server_closes_4401_for_a_forged_token(daphne_url, member):
+    async def scenario():
+        async with connect(daphne_url, subprotocols=["bearer", forged_token(member, algorithm="none")]) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd.code == 4401
+
+    asyncio.run(scenario())
+
+
+def test_a_real_server_refuses_a_foreign_browser_origin(daphne_url, member):
+    token = member_token_issue(member=member)[0]
+
+    async def scenario():
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(daphne_url, subprotocols=["bearer", token], origin="https://evil.example.net"):
+                pass
+        assert refused.value.response.status_code == 403
+
+    asyncio.run(scenario())
