@@ -1,11 +1,22 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
-from tenants.models import ApiKey, Limit, Operator, Tenant
+from tenants.models import ApiKey, Limit, Operator, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_create, api_key_revoke, tenant_create
+from tenants.webhooks import (
+    WebhookTargetRefused,
+    webhook_dead_letters_replay,
+    webhook_deliveries_replay,
+    webhook_endpoint_create,
+    webhook_endpoint_secret_rotate,
+    webhook_endpoint_update,
+    webhook_target_check,
+)
 
 ADMIN = Operator.Role.ADMIN.value
+SUPPORT = Operator.Role.SUPPORT.value
 
 
 def _show_raw_key_once(modeladmin, request, raw: str) -> None:
@@ -171,3 +182,171 @@ class OperatorAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 .order_by("username")
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# Webhooks ------------------------------------------------------------------------------
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(
+        max_length=2000, assume_scheme="https", help_text=WebhookEndpoint._meta.get_field("url").help_text
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("tenant", "url", "description", "event_types", "is_active")
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        if self.instance.pk is None or url != self.instance.url:
+            try:
+                webhook_target_check(url)
+            except WebhookTargetRefused as exc:
+                raise forms.ValidationError(exc.message, code=exc.code) from exc
+        return url
+
+    def clean_event_types(self):
+        event_types = self.cleaned_data.get("event_types") or []
+        if not isinstance(event_types, list) or not all(isinstance(t, str) and t.strip() for t in event_types):
+            raise forms.ValidationError('A JSON list of event type names, e.g. ["incentive.generated"].')
+        return event_types
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Endpoints are made and changed through the services (the URL is checked against SSRF);
+    the secret is shown once, on creation and on rotation."""
+
+    add_roles = change_roles = delete_roles = (ADMIN,)
+    form = WebhookEndpointForm
+
+    list_display = ("url", "description", "is_active", "tenant", "created_at")
+    list_filter = ("is_active", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("url", "description")
+    readonly_fields = ("id", "created_at", "updated_at")
+    actions = ("rotate_secrets", "replay_dead_letters")
+
+    def get_fields(self, request, obj=None):
+        fields = ("tenant", "url", "description", "event_types", "is_active")
+        return fields if obj is None else ("id", *fields, "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        values = {name: form.cleaned_data.get(name) for name in ("url", "description", "event_types", "is_active")}
+        if change:
+            adopt_saved(obj, webhook_endpoint_update(endpoint=WebhookEndpoint.objects.get(pk=obj.pk), **values))
+            return
+        endpoint = webhook_endpoint_create(tenant=obj.tenant, **values)
+        adopt_saved(obj, endpoint)
+        self.message_user(
+            request,
+            f"Signing secret (copy it now, it is not shown again): {endpoint.secret}",
+            messages.SUCCESS,
+            fail_silently=True,
+        )
+
+    def has_rotate_permission(self, request):
+        return self.role_allows(request, (ADMIN,))
+
+    def has_replay_permission(self, request):
+        return self.role_allows(request, (ADMIN, SUPPORT))
+
+    @admin.action(description="Rotate the signing secret of selected endpoints", permissions=["rotate"])
+    def rotate_secrets(self, request, queryset):
+        for endpoint in queryset:
+            endpoint = webhook_endpoint_secret_rotate(endpoint=endpoint)
+            self.message_user(
+                request, f"New secret for {endpoint.url} (shown once): {endpoint.secret}", messages.SUCCESS
+            )
+
+    @admin.action(description="Replay dead letters of selected endpoints", permissions=["replay"])
+    def replay_dead_letters(self, request, queryset):
+        replayed = sum(webhook_dead_letters_replay(endpoint=endpoint) for endpoint in queryset)
+        self.message_user(request, f"Replayed {replayed} dead-lettered delivery(ies).", messages.SUCCESS)
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    """The delivery log, read-only; visible to whoever may see the delivery."""
+
+    model = WebhookAttempt
+    fields = ("at", "status_code", "error", "response_body", "duration_ms")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("at", "id")
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the delivery's own admin has already scoped and authorised `obj`
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Deliveries are written by the outbox relay and the drain, never by hand; dead letters
+    can be replayed."""
+
+    list_display = (
+        "event_type",
+        "event_id",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+        "tenant",
+    )
+    list_filter = ("status", ("endpoint", admin.RelatedOnlyFieldListFilter), "event_type", "tenant")
+    list_select_related = ("endpoint", "tenant")
+    search_fields = ("event_id", "event_type")
+    ordering = ("-created_at",)
+    inlines = (WebhookAttemptInline,)
+    actions = ("replay",)
+    fields = (
+        "id",
+        "tenant",
+        "endpoint",
+        "event_id",
+        "event_type",
+        "position",
+        "status",
+        "attempts",
+        "replays",
+        "next_attempt_at",
+        "first_attempt_at",
+        "last_attempt_at",
+        "last_status_code",
+        "last_error",
+        "delivered_at",
+        "dead_lettered_at",
+        "created_at",
+        "payload",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return self.role_allows(request, (ADMIN, SUPPORT))
+
+    @admin.action(description="Replay selected dead letters", permissions=["replay"])
+    def replay(self, request, queryset):
+        replayed = webhook_deliveries_replay(deliveries=queryset)
+        skipped = queryset.count() - replayed
+        note = f" ({skipped} not dead-lettered, left alone)" if skipped else ""
+        self.message_user(request, f"Replayed {replayed} delivery(ies){note}.", messages.SUCCESS)

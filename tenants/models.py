@@ -172,3 +172,99 @@ class Limit(models.Model):
     def __str__(self) -> str:
         who = f" {self.member_ref}" if self.member_ref else ""
         return f"{self.tenant} {self.scope}{who}"
+
+
+# Webhooks ------------------------------------------------------------------------------
+
+
+class WebhookEndpoint(models.Model):
+    """Where a tenant wants its outbound events POSTed, signed with the endpoint's secret."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=2000, help_text="http(s) URL; private and loopback addresses are refused.")
+    secret = models.CharField(max_length=128, editable=False, help_text="HMAC-SHA256 key of the signatures.")
+    description = models.CharField(max_length=200, blank=True, default="")
+    event_types = models.JSONField(
+        default=list, blank=True, help_text='Event types to send, e.g. ["incentive.generated"]; empty or ["*"]: all.'
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "is_active"], name="webhook_endpoint_tenant_active")]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+    def subscribes_to(self, event_type: str) -> bool:
+        types = self.event_types or []
+        return not types or "*" in types or event_type in types
+
+
+class WebhookDelivery(models.Model):
+    """One event on its way to one endpoint. An endpoint's deliveries go out in `position`
+    order; a failed one is retried with backoff and holds back the ones behind it."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        DELIVERED = "DELIVERED", "Delivered"
+        DEAD_LETTERED = "DEAD_LETTERED", "Dead-lettered"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=64)
+    position = models.BigIntegerField(null=True, blank=True, help_text="The event's place in the outbox order.")
+    payload = models.JSONField(help_text="The event envelope, sent as the request body.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts in all, replays included.")
+    series_attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts since the current series began (a replay starts a new one); sets the backoff."
+    )
+    next_attempt_at = models.DateTimeField()
+    first_attempt_at = models.DateTimeField(null=True, blank=True, help_text="First attempt of the current series.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
+    replays = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "event_id"], name="webhook_delivery_once_per_endpoint"),
+        ]
+        indexes = [
+            models.Index(fields=["endpoint", "status", "position"], name="webhook_delivery_queue"),
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="PENDING"), name="webhook_delivery_pending_due"
+            ),
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_log"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} → {self.endpoint_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One try at a delivery: what the receiver answered, or why there was no answer."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    response_body = models.TextField(blank=True, default="", help_text="The first kilobyte of the answer.")
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status_code or self.error[:40]}"

@@ -1,10 +1,11 @@
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.utils import timezone
 
 from core.exceptions import NotFound
 from core.ids import uuid_or_none
-from tenants.models import ApiKey, Limit, Tenant
+from tenants.models import ApiKey, Limit, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_hash
 
 
@@ -62,3 +63,44 @@ def limits_effective(*, tenant: Tenant, member_ref: str | None = None) -> dict[s
         else:
             result["user"] = EffectiveLimit(**{**result["user"].__dict__, "member_ref": member_ref})
     return result
+
+
+# Webhooks --------------------------------------------------------------------------------
+
+
+def webhook_endpoint_list(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(tenant=tenant).order_by("-created_at", "-id")
+
+
+def webhook_endpoint_get(*, tenant: Tenant, endpoint_id) -> WebhookEndpoint:
+    pk = uuid_or_none(endpoint_id)
+    endpoint = WebhookEndpoint.objects.filter(tenant=tenant, pk=pk).first() if pk else None
+    if endpoint is None:
+        raise NotFound("Webhook endpoint not found.")
+    return endpoint
+
+
+def webhook_delivery_list(
+    *, tenant: Tenant, endpoint: WebhookEndpoint, status: str | None = None
+) -> QuerySet[WebhookDelivery]:
+    """The endpoint's delivery log, newest first, each with its attempts."""
+    deliveries = WebhookDelivery.objects.filter(tenant=tenant, endpoint=endpoint)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    attempts = Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("at", "id"))
+    return deliveries.prefetch_related(attempts).order_by("-created_at", "-id")
+
+
+def webhook_delivery_get(*, tenant: Tenant, endpoint: WebhookEndpoint, delivery_id) -> WebhookDelivery:
+    pk = uuid_or_none(delivery_id)
+    delivery = webhook_delivery_list(tenant=tenant, endpoint=endpoint).filter(pk=pk).first() if pk else None
+    if delivery is None:
+        raise NotFound("Webhook delivery not found.")
+    return delivery
+
+
+def webhook_endpoints_due(*, now=None) -> list:
+    """Ids of active endpoints (all tenants: the beat sweep) whose oldest PENDING delivery is due."""
+    now = now or timezone.now()
+    due = WebhookDelivery.objects.filter(endpoint=OuterRef("pk"), status="PENDING", next_attempt_at__lte=now)
+    return list(WebhookEndpoint.objects.filter(is_active=True).filter(Exists(due)).values_list("pk", flat=True))

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from tenants.api import views
 
@@ -13,4 +13,5 @@ urlpatterns = [
         views.ApiKeyRevokeApi.as_view(),
         name="tenant-api-key-revoke",
     ),
+    path("", include("tenants.api.webhook_urls")),
 ]
