@@ -671,3 +671,40 @@ def test_admin_replays_selected_dead_letters_of_its_own_tenant_only(
     assert detail.status_code == 200
     other = WebhookDelivery.objects.get(endpoint=theirs_endpoint)
     assert client.get(reverse("admin:tenants_webhookdelivery_change", args=[other.pk])).status_code == 404
+
+
+# Through the outbox relay -------------------------------------------------------------------
+
+
+@pytest.mark.relay
+def test_points_moved_reach_the_receiver_through_the_outbox_relay_in_order(
+    tenant, member, endpoint, receiver, api_client, django_capture_on_commit_callbacks
+):
+    from rewards.models import OutboxEvent
+    from rewards.services import points_adjust
+
+    api_client.patch(f"/api/v1/webhooks/{endpoint.pk}", {"eventTypes": ["points.credited"]})
+    receiver.mode = 503
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for points in (10, 20, 30):
+            points_adjust(tenant=tenant, member=member, points=points, reason="test", actor="test")
+
+    credited = list(OutboxEvent.objects.filter(tenant=tenant, type="points.credited").order_by("position"))
+    assert len(credited) == 3
+    assert [d.status for d in WebhookDelivery.objects.order_by("position")] == [PENDING] * 3
+    assert len(receiver.requests) == 1  # the first failed; the others wait behind it
+
+    receiver.mode = "ok"
+    result = webhook_endpoint_drain(endpoint_id=endpoint.pk, now=timezone.now() + timedelta(minutes=1))
+
+    assert result.delivered == [str(e.event_id) for e in credited]
+    assert receiver.delivered_once() == [str(e.event_id) for e in credited]
+    assert all(r.verified for r in receiver.accepted)
+    got = receiver.accepted[0].envelope
+    assert (got["type"], got["tenantId"], got["memberRef"], got["position"]) == (
+        "points.credited",
+        str(tenant.pk),
+        member.external_ref,
+        credited[0].position,
+    )
