@@ -4,14 +4,13 @@ from django.utils import timezone
 from django_guid import get_guid
 
 from rewards.models import OutboxEvent
+from rewards.relay import relay_after_commit
 from tenants.models import Tenant
 
 
 def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "", occurred_at=None) -> OutboxEvent:
     """Record an outbound event carrying the current request id as its correlation id; the
     relay publishes it once the transaction commits."""
-    from rewards.relay import relay_after_commit
-
     relay_after_commit()
     return OutboxEvent.objects.create(
         tenant=tenant,

@@ -14,6 +14,7 @@ import logging
 from contextlib import contextmanager
 
 from asgiref.sync import async_to_sync
+from celery import shared_task
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
@@ -113,12 +114,16 @@ def outbox_relay_run() -> int:
     return published
 
 
+@shared_task(name="rewards.tasks.outbox_relay", acks_late=True)
+def outbox_relay() -> int:
+    """Publish outbound events (after each commit that writes some, and swept by beat)."""
+    return outbox_relay_run()
+
+
 class _RelaySoon:
     """The on-commit callback of a transaction that wrote outbound events (one per transaction)."""
 
     def __call__(self) -> None:
-        from rewards.tasks import outbox_relay
-
         try:
             outbox_relay.delay()
         except Exception as exc:  # noqa: BLE001 - a commit must not fail for it; beat sweeps

@@ -16,7 +16,7 @@ from rewards.expiry import (
     members_with_expiring_lots,
 )
 from rewards.models import Member
-from rewards.relay import outbox_relay_run
+from rewards.relay import outbox_relay  # noqa: F401 - the relay's task lives with it (imported by outbox writers)
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,6 @@ def member_points_expire_task(member_id: str) -> int:
 def credit_purchases_reconcile_task(purchase_ids: list[str] | None = None) -> dict:
     """Settle credit purchases the gateway did not answer in time (beat: every minute)."""
     return credit_purchases_reconcile(purchase_ids=purchase_ids)
-
-
-@shared_task(acks_late=True)
-def outbox_relay() -> int:
-    """Publish outbound events (after each commit that writes some, and swept by beat)."""
-    return outbox_relay_run()
 
 
 @shared_task(acks_late=True)
