@@ -35,8 +35,9 @@ from rewards.models import (
     SpendCategory,
     Transfer,
 )
-from tenants.models import ApiKey, Limit
+from tenants.models import ApiKey, Limit, WebhookDelivery, WebhookEndpoint
 from tenants.services import limit_upsert
+from tenants.webhooks import webhook_deliveries_enqueue, webhook_endpoint_create
 from tests.core.shapes import assert_error
 from tests.factories import MemberFactory
 from tiers import services as tier_services
@@ -65,6 +66,7 @@ PURCHASES = "api/v1/credit-purchases"
 PURCHASE = "api/v1/credit-purchases/<str:purchase_id>"
 A_PACK = "a-pack"
 IDEMPOTENT = (("Idempotency-Key", "b-buys"),)
+WEBHOOK = "api/v1/webhooks/<uuid:webhook_id>"
 B_CAMPAIGN = {
     "name": "B's",
     "type": "SIMPLE",
@@ -216,6 +218,9 @@ CASES = [
     Case("api/v1/me", "get", "/api/v1/me", 200, caller="b_token"),
     Case("api/v1/me/transfers", "get", "/api/v1/me/transfers", 200, caller="b_token"),
     Case("api/v1/me", "get", "/api/v1/me", 403),
+    Case("api/v1/me/notifications", "get", "/api/v1/me/notifications", 200, caller="b_token"),
+    Case("api/v1/me/notifications", "get", "/api/v1/me/notifications?after={a_event}", 404, caller="b_token"),
+    Case("api/v1/me/notifications", "get", "/api/v1/me/notifications", 403),
     # Events name members and events in the caller's own namespace: A's memberRef from B's key
     # enrols a member of B, and A's eventId is unknown to B.
     Case(
@@ -244,6 +249,28 @@ CASES = [
         "/api/v1/events:batch",
         200,
         {"events": [{"type": "transaction.refunded", "eventId": "b-refund-2", "originalEventId": "a-purchase-1"}]},
+    ),
+    # Webhooks: A's endpoint and delivery ids are unknown to B, even under B's own endpoint.
+    Case("api/v1/webhooks", "get", "/api/v1/webhooks", 200),
+    Case("api/v1/webhooks", "post", "/api/v1/webhooks", 201, {"url": "http://127.0.0.1:9/b", "eventTypes": ["*"]}),
+    Case("api/v1/webhooks", "get", "/api/v1/webhooks", 403, caller="b_token"),
+    Case(WEBHOOK, "get", "/api/v1/webhooks/{a_webhook}", 404),
+    Case(WEBHOOK, "patch", "/api/v1/webhooks/{a_webhook}", 404, {"url": "http://127.0.0.1:9/hijack"}),
+    Case(WEBHOOK, "delete", "/api/v1/webhooks/{a_webhook}", 404),
+    Case(WEBHOOK + ":rotate-secret", "post", "/api/v1/webhooks/{a_webhook}:rotate-secret", 404),
+    Case(WEBHOOK + ":replay-dead-letters", "post", "/api/v1/webhooks/{a_webhook}:replay-dead-letters", 404),
+    Case(WEBHOOK + "/deliveries", "get", "/api/v1/webhooks/{a_webhook}/deliveries", 404),
+    Case(
+        WEBHOOK + "/deliveries/<uuid:delivery_id>:replay",
+        "post",
+        "/api/v1/webhooks/{a_webhook}/deliveries/{a_delivery}:replay",
+        404,
+    ),
+    Case(
+        WEBHOOK + "/deliveries/<uuid:delivery_id>:replay",
+        "post",
+        "/api/v1/webhooks/{b_webhook}/deliveries/{a_delivery}:replay",
+        404,
     ),
     # The event log is the caller's own; A's event ids are unknown to B, and members have none.
     Case("api/v1/events/outbound", "get", "/api/v1/events/outbound", 200),
@@ -369,7 +396,7 @@ def client_with(**credentials) -> APIClient:
 
 
 @pytest.fixture
-def world(tenant, other_tenant):
+def world(tenant, other_tenant, settings):
     """Tenant A with a member holding points, a member limit and an API key; tenant B with
     its own member and a token for it."""
     a_member = MemberFactory(tenant=tenant, external_ref=A_REF, attributes={"tier": "gold"})
@@ -393,6 +420,15 @@ def world(tenant, other_tenant):
     a_purchase = CreditPurchase.objects.create(
         tenant=tenant, member=a_member, package=a_package, amount_paid="4.99", currency="USD", points_awarded=500
     )
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True  # nothing is delivered: the endpoints only need to exist
+    a_webhook = webhook_endpoint_create(tenant=tenant, url="http://127.0.0.1:9/a", description="A's")
+    b_webhook = webhook_endpoint_create(tenant=other_tenant, url="http://127.0.0.1:9/b")
+    webhook_deliveries_enqueue(
+        tenant_id=tenant.pk,
+        envelope={"eventId": "00000000-0000-0000-0000-00000000000a", "type": "points.credited", "position": 1},
+    )
+    a_delivery = WebhookDelivery.objects.get(endpoint=a_webhook)
+    WebhookDelivery.objects.filter(pk=a_delivery.pk).update(status=WebhookDelivery.Status.DEAD_LETTERED)
     a_cohort = cohort_create(tenant=tenant, name="A's VIPs", code=A_COHORT, kind="STATIC", member_refs=[A_REF])
     action_upsert(tenant=tenant, code=A_ACTION, description="A's")
     coupon_codes_add(tenant=tenant, pool=coupon_pool_create(tenant=tenant, code=A_POOL, name="A's"), codes=["A-1"])
@@ -432,6 +468,9 @@ def world(tenant, other_tenant):
         a_item=a_item,
         a_package=a_package,
         a_purchase=a_purchase,
+        a_webhook=a_webhook,
+        b_webhook=b_webhook,
+        a_delivery=a_delivery,
         a_client=client_with(HTTP_X_API_KEY=tenant.raw_api_key),
         callers={
             "b_key": client_with(HTTP_X_API_KEY=other_tenant.raw_api_key),
@@ -493,6 +532,14 @@ def tenant_state(tenant) -> dict:
             .values_list("pk", "sku", "name", "point_cost", "stock_quantity", "is_active", "version")
         ),
         "stock_movements": StockMovement.objects.filter(tenant=tenant).count(),
+        "webhooks": list(
+            WebhookEndpoint.objects.filter(tenant=tenant)
+            .order_by("pk")
+            .values_list("pk", "url", "secret", "is_active", "description")
+        ),
+        "webhook_deliveries": list(
+            WebhookDelivery.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "status", "attempts")
+        ),
         "credit_packages": list(
             CreditPackage.objects.filter(tenant=tenant)
             .order_by("code")
@@ -527,6 +574,9 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         a_item=world.a_item.pk,
         a_package=world.a_package.pk,
         a_purchase=world.a_purchase.pk,
+        a_webhook=world.a_webhook.pk,
+        b_webhook=world.b_webhook.pk,
+        a_delivery=world.a_delivery.pk,
         a_event=OutboxEvent.objects.filter(tenant=world.a).order_by("position").first().pk,
     )
     # bodies may name A's ids too
@@ -547,7 +597,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         assert response.status_code == case.status, response.json()
     content = response.content.decode()
     secrets = (world.a.pk, world.a_member.pk, world.a_key.pk, world.a_cohort.pk, world.a_campaign.pk, world.a_item.pk)
-    for secret in (*secrets, world.a_purchase.pk):
+    for secret in (*secrets, world.a_purchase.pk, world.a_webhook.pk, world.a_delivery.pk, world.a_webhook.secret):
         assert str(secret) not in content
 
     # and nothing in tenant A changed, and its key still works
