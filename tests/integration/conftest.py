@@ -1,8 +1,10 @@
-"""A real Celery worker for integration tests: a separate process on the test database, fed
-through Redis, on a queue of its own so that parallel runs never take each other's tasks."""
+"""Real services for integration tests: a Celery worker (a separate process on the test
+database, fed through Redis, on a queue of its own so that parallel runs never take each
+other's tasks) and a daphne ASGI server."""
 
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +42,7 @@ def celery_worker_process(transactional_db):
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.REDIS_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,  # what the worker queues itself comes back to it
         "LOG_LEVEL": "INFO",  # the worker says "ready." at INFO
     }
     worker = subprocess.Popen(
@@ -95,3 +98,47 @@ def _wait_ready(worker: subprocess.Popen, timeout: float = 60) -> None:
             return
     worker.kill()
     raise RuntimeError("celery worker did not become ready:\n" + "".join(seen))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def daphne_url(transactional_db, settings):
+    """`python -m daphne` serving config.asgi on the test database, with Redis as channel layer."""
+    if not settings.REDIS_URL:
+        pytest.fail("The WebSocket integration test needs Redis (REDIS_URL) as the channel layer.")
+    settings.OUTBOX_RELAY_ON_COMMIT = False
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL}
+    env.pop("CELERY_BROKER_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError("daphne exited:\n" + server.stderr.read())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("daphne did not listen within 30 s") from None
+                time.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}/ws"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -3,12 +3,6 @@ and Redis, a `websockets` client, and frames sent into the channel layer from th
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from channels.layers import get_channel_layer
@@ -18,56 +12,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from rewards.notifications import GROUP_MESSAGE_TYPE, frame, member_group
 from rewards.services import member_token_issue
 from tests.factories import MemberFactory
-from tests.integration.conftest import _database_url
 from tests.realtime.conftest import forged_token, points_events
 
-ROOT = Path(__file__).resolve().parents[2]
-
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def daphne_url(transactional_db, settings):
-    """`python -m daphne` serving config.asgi on the test database, with Redis as channel layer."""
-    if not settings.REDIS_URL:
-        pytest.fail("The WebSocket integration test needs Redis (REDIS_URL) as the channel layer.")
-    settings.OUTBOX_RELAY_ON_COMMIT = False
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL}
-    env.pop("CELERY_BROKER_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError("daphne exited:\n" + server.stderr.read())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("daphne did not listen within 30 s") from None
-                time.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_a_real_server_delivers_a_members_frame_to_that_member_only(daphne_url, tenant):
