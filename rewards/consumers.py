@@ -28,7 +28,7 @@ from django.conf import settings
 from rewards.authentication import member_token_authenticate
 from rewards.exceptions import NotificationNotFound
 from rewards.models import Member
-from rewards.notifications import member_events, member_group, member_notifications
+from rewards.notifications import member_group, member_notification_page
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +37,6 @@ CLOSE_UNAUTHORIZED = 4401
 REPLAY_PAGE_SIZE = 500
 # Event ids remembered per connection to keep replays from repeating frames already sent live.
 SENT_IDS_KEPT = 5000
-
-
-def notifications_replay_page(*, member: Member, after: str, limit: int) -> tuple[list[dict], int | None]:
-    """The member's frames after the event `after` (at most `limit`) and the position of the
-    last of them, or of `after` itself when there are none. Raises NotificationNotFound."""
-    frames = member_notifications(member=member, after=after, limit=limit)
-    cursor = frames[-1]["eventId"] if frames else after
-    position = member_events(member=member).filter(event_id=cursor).values_list("position", flat=True).first()
-    return frames, position
 
 
 class MemberNotificationConsumer(AsyncJsonWebsocketConsumer):
@@ -169,7 +160,7 @@ class MemberNotificationConsumer(AsyncJsonWebsocketConsumer):
                 await self.release_held()
 
     async def replay_page(self, after: str) -> tuple[list[dict], int | None]:
-        return await database_sync_to_async(notifications_replay_page)(
+        return await database_sync_to_async(member_notification_page)(
             member=self.member, after=after, limit=REPLAY_PAGE_SIZE
         )
 

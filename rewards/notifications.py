@@ -81,13 +81,24 @@ def member_events(*, member: Member) -> QuerySet[OutboxEvent]:
     ).order_by("position")
 
 
-def member_notifications(*, member: Member, after: str | None = None, limit: int = 500) -> list[dict]:
+def member_notification_page(
+    *, member: Member, after: str | None = None, limit: int = 500
+) -> tuple[list[dict], int | None]:
     """The member's frames after the event `after` (all of them without it), oldest first,
-    at most `limit`. An `after` that is not one of the member's events is not found."""
+    at most `limit`, and the position the page ends at (that of `after` when it is empty).
+    An `after` that is not one of the member's events is not found."""
     events = member_events(member=member)
+    position = None
     if after:
         position = events.filter(event_id=uuid_or_none(after)).values_list("position", flat=True).first()
         if position is None:
             raise NotificationNotFound(field="after")
         events = events.filter(position__gt=position)
-    return [f for f in (frame(event) for event in events[:limit]) if f is not None]
+    rows = list(events[:limit])
+    frames = [f for f in (frame(event) for event in rows) if f is not None]
+    return frames, rows[-1].position if rows else position
+
+
+def member_notifications(*, member: Member, after: str | None = None, limit: int = 500) -> list[dict]:
+    """The member's frames after the event `after`, oldest first, at most `limit`."""
+    return member_notification_page(member=member, after=after, limit=limit)[0]
