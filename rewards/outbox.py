@@ -11,8 +11,7 @@ from tenants.models import Tenant
 def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "", occurred_at=None) -> OutboxEvent:
     """Record an outbound event carrying the current request id as its correlation id; the
     relay publishes it once the transaction commits."""
-    relay_after_commit()
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         tenant=tenant,
         type=type,
         data=data,
@@ -20,3 +19,6 @@ def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "",
         occurred_at=occurred_at or timezone.now(),
         correlation_id=get_guid() or "",
     )
+    # After the row exists: outside a transaction the callback runs at once.
+    relay_after_commit()
+    return event

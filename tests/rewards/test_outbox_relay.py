@@ -22,6 +22,7 @@ from rewards import services
 from rewards.expiry import member_expiry_notice
 from rewards.models import EarnedLot, OutboxEvent
 from rewards.notifications import member_group, member_notifications
+from rewards.outbox import outbox_write
 from rewards.relay import RELAY_LOCK, outbox_relay_run
 from tests.core.shapes import assert_error
 from tests.factories import MemberFactory
@@ -231,3 +232,22 @@ def test_the_event_log_lists_what_was_emitted_in_order(tenant, api_client, other
     assert_error(other_client.get("/api/v1/events/outbound", {"after": events[0]["eventId"]}), 404, attr="after")
     assert_error(api_client.get("/api/v1/events/outbound", {"after": "nope"}), 400, attr="after")
     assert_error(api_client.get("/api/v1/events/outbound", {"limit": 0}), 400, attr="limit")
+
+
+@pytest.mark.relay
+@pytest.mark.django_db(transaction=True)
+def test_an_event_written_outside_a_transaction_is_published_at_once(tenant):
+    member = MemberFactory(tenant=tenant)
+    listener = GroupListener(tenant.pk, member.external_ref)
+
+    # autocommit: the row is committed as it is written, and published right after
+    event = outbox_write(
+        tenant=tenant,
+        type="points.credited",
+        member_ref=member.external_ref,
+        data={"memberRef": member.external_ref, "points": 3, "reason": "test", "balanceAfter": 3},
+    )
+
+    event.refresh_from_db()
+    assert event.published_at is not None
+    assert [m["frame"]["eventId"] for m in listener.drain()] == [str(event.event_id)]
