@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved
-from core.admin_services import ServiceForm, ServiceFormAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 from core.exceptions import DomainError
 from rewards import categories, credit, selectors, services
 from rewards.exceptions import IdempotencyKeyConflict
@@ -398,19 +398,6 @@ class MultiplierAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             categories.multiplier_delete(multiplier=multiplier)
 
 
-class ReadOnlyAdminMixin:
-    """The event store and the lots are records of what happened: nobody edits them here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(InboundEvent)
 class InboundEventAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = ("event_id", "type", "member_ref", "status", "points", "amount", "occurred_at", "tenant")
@@ -425,12 +412,12 @@ class InboundEventAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelA
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("type", "member_ref", "occurred_at", "published_at", "correlation_id", "tenant")
+    list_display = ("position", "type", "member_ref", "occurred_at", "published_at", "correlation_id", "tenant")
     list_filter = ("type", "tenant")
     list_select_related = ("tenant",)
     search_fields = ("member_ref__exact", "correlation_id__exact")
     search_help_text = "Exact memberRef or correlation id."
-    ordering = ("-created_at",)
+    ordering = ("-position",)
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
 
 
