@@ -159,17 +159,23 @@ def item_create(*, tenant: Tenant, actor: str = "", stock_quantity: int | None =
             item.save(force_insert=True)
     except IntegrityError as exc:
         raise SkuAlreadyExists(field="sku") from exc
-    if stock_quantity:
-        StockMovement.objects.create(
-            tenant=tenant,
-            item=item,
-            kind=StockMovement.Kind.INITIAL,
-            quantity=stock_quantity,
-            stock_after=stock_quantity,
-            actor=actor,
-        )
+    _opening_stock(item=item, quantity=stock_quantity, actor=actor)
     search.catalog_changed(tenant.pk)
     return item
+
+
+def _opening_stock(*, item: Item, quantity: int | None, reason: str = "", actor: str = "") -> None:
+    """The first movement of an item whose stock starts being counted (none for 0 or unlimited)."""
+    if quantity:
+        StockMovement.objects.create(
+            tenant_id=item.tenant_id,
+            item=item,
+            kind=StockMovement.Kind.INITIAL,
+            quantity=quantity,
+            stock_after=quantity,
+            reason=reason,
+            actor=actor,
+        )
 
 
 @transaction.atomic
@@ -324,16 +330,7 @@ def stock_track(*, tenant: Tenant, item: Item, quantity: int | None, reason: str
         Item.objects.filter(pk=locked.pk).update(stock_quantity=None)
     elif locked.stock_quantity is None:
         Item.objects.filter(pk=locked.pk).update(stock_quantity=quantity)
-        if quantity:
-            StockMovement.objects.create(
-                tenant=tenant,
-                item=locked,
-                kind=StockMovement.Kind.INITIAL,
-                quantity=quantity,
-                stock_after=quantity,
-                reason=reason,
-                actor=actor,
-            )
+        _opening_stock(item=locked, quantity=quantity, reason=reason, actor=actor)
     else:
         raise ValidationError({"quantity": ["The stock is already counted; record a movement instead."]})
     search.catalog_changed(tenant.pk)
