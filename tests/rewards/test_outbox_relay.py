@@ -186,6 +186,7 @@ def test_a_process_killed_between_commit_and_publish_loses_nothing(tenant):
     assert received == [str(event_id) for event_id in committed]
     # the kills did land between commit and publish at least once (else this proved nothing)
     assert unpublished_after_kills > 0
+    print(f"{len(committed)} events from 8 killed writers; {unpublished_after_kills} found unpublished after kills")
 
 
 @pytest.mark.django_db
