@@ -29,7 +29,7 @@ from bench.common import progress, report, timed  # noqa: E402
 from rewards.services import member_create, points_adjust  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
-SECTIONS = ("ledger", "catalog")
+SECTIONS = ("ledger", "catalog", "realtime")
 
 
 def main() -> None:
@@ -50,7 +50,18 @@ def main() -> None:
             from bench.catalog import catalog_bench
 
             catalog_bench()
+        if "realtime" in wanted:
+            from bench.realtime import realtime_bench
+
+            realtime_bench()
     finally:
+        if connection.vendor == "postgresql":
+            # Servers and workers a benchmark started may still be saying goodbye.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 

@@ -26,3 +26,13 @@ class PostgresGinIndex(GinIndex):
             {node.name for expression in self.expressions for node in expression.flatten() if isinstance(node, F)}
         )
         return models.Index(fields=fields, name=self.name).create_sql(model, schema_editor, **kwargs)
+
+
+def database_url(settings_dict: dict) -> str:
+    """The DATABASE_URL of a connection's settings, for a child process (a worker, a server)
+    that must use the same database, the test database included."""
+    user = settings_dict.get("USER") or "postgres"
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"

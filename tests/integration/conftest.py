@@ -18,17 +18,13 @@ from django.db import connection
 from kombu import pools as kombu_pools
 
 from config.celery import app
+from core.db import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _database_url() -> str:
-    db = connection.settings_dict
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+    return database_url(connection.settings_dict)
 
 
 @pytest.fixture
