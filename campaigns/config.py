@@ -1,26 +1,20 @@
 """The campaigns the incentive calculator reads: a tenant's ACTIVE campaigns, cached.
 
 Cached per tenant (`campaigns:{tenant}:v1`, ten minutes) under a generation that every
-committed campaign write replaces (a signal, after commit), so an edit, an activation or a
-pause is seen by the next event. A value computed while a write was in flight is stored
-under the generation the reader saw first, which the write has retired, and is never served.
+committed campaign write replaces (a signal, after commit; core.cache.TenantCache), so an
+edit, an activation or a pause is seen by the next event.
 """
 
-import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.core.cache import cache
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from campaigns.models import Campaign, Cohort
+from core.cache import TenantCache
 from tenants.models import Tenant
-
-logger = logging.getLogger(__name__)
 
 CACHE_TTL = 10 * 60
 
@@ -94,48 +88,22 @@ def _load(tenant_pk) -> tuple[CampaignRule, ...]:
     return tuple(campaign_rule_of(c) for c in campaigns)
 
 
-def _keys(tenant_pk) -> tuple[str, str]:
-    key = f"campaigns:{tenant_pk}:v1"
-    return key, f"{key}:generation"
+active_cache = TenantCache("campaigns", ttl=lambda: CACHE_TTL)
 
 
 def active_campaigns_get(*, tenant: Tenant) -> tuple[CampaignRule, ...]:
     """The tenant's ACTIVE campaigns, highest priority first (whether each is live at a given
     moment is `CampaignRule.live_at`)."""
-    key, generation_key = _keys(tenant.pk)
-    try:
-        found = cache.get_many([key, generation_key])
-        generation = found.get(generation_key)
-        if generation is None:
-            cache.add(generation_key, uuid.uuid4().hex, timeout=None)
-            generation = cache.get(generation_key)
-        cached = found.get(key)
-        if cached is not None and generation is not None and cached[0] == generation:
-            return cached[1]
-    except Exception as exc:  # noqa: BLE001 - the database answers while the cache cannot
-        logger.warning("campaigns read from the database: cache failed", extra={"error": str(exc)})
-        return _load(tenant.pk)
-    campaigns = _load(tenant.pk)
-    try:
-        cache.set(key, (generation, campaigns), CACHE_TTL)
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("campaigns not cached", extra={"error": str(exc)})
-    return campaigns
+    return active_cache.get_or_load(tenant_pk=tenant.pk, load=lambda: _load(tenant.pk))[0]
 
 
 def campaign_cache_invalidate(*, tenant_pk) -> None:
-    """Retire the tenant's cached campaigns. Never raises: it runs after commit."""
-    key, generation_key = _keys(tenant_pk)
-    try:
-        cache.set(generation_key, uuid.uuid4().hex, timeout=None)
-        cache.delete(key)
-    except Exception as exc:  # noqa: BLE001
-        logger.error("campaign cache not invalidated", extra={"error": str(exc), "tenant": str(tenant_pk)})
+    """Retire the tenant's cached campaigns (never raises)."""
+    active_cache.retire(tenant_pk)
 
 
 @receiver(post_save, sender=Campaign)
 @receiver(post_delete, sender=Campaign)
 @receiver(post_save, sender=Cohort)
 def _campaign_changed(sender, instance, **kwargs) -> None:
-    tenant_pk = instance.tenant_id
-    transaction.on_commit(lambda: campaign_cache_invalidate(tenant_pk=tenant_pk))
+    active_cache.retire_on_commit(instance.tenant_id)

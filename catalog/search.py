@@ -1,10 +1,10 @@
 """Catalog search (seed 003): PostgreSQL full-text search over names and descriptions (a GIN
 index on the trigger-kept `search_vector`, ranked, the last word matched as a prefix) or, when
 no item has every word (typos), trigram word similarity on the name (a GIN `gin_trgm_ops`
-index). Results are cached
-for five minutes under versioned keys that every change to the tenant's catalog retires, so
-an edit shows in the next search. On SQLite (`make run` without a DATABASE_URL) search falls
-back to case-insensitive substring matching."""
+index). Results are cached for five minutes under the tenant's generation
+(core.cache.TenantCache), which every change to the tenant's catalog replaces, so an edit
+shows in the next search. On SQLite (`make run` without a DATABASE_URL) search falls back to
+case-insensitive substring matching."""
 
 import re
 
@@ -17,13 +17,13 @@ from django.dispatch import receiver
 from prometheus_client import Counter
 
 from catalog.models import Category, Item
-from core.cache import VersionedCache
+from core.cache import TenantCache
 
 MAX_RESULTS = 1000  # ranked matches kept per query; deeper pages are not served
 MAX_TERMS = 8
 SEARCH_CACHE = Counter("catalog_search_cache_total", "Catalog searches by cache outcome", ["result"])
 
-results_cache = VersionedCache("catalog:search", ttl=lambda: settings.CATALOG_SEARCH_CACHE_SECONDS)
+results_cache = TenantCache("catalog:search", ttl=lambda: settings.CATALOG_SEARCH_CACHE_SECONDS)
 
 
 def catalog_changed(tenant_pk) -> None:

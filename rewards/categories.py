@@ -1,29 +1,26 @@
 """Spend categories and multipliers: their writes, reads, outbound events, and the cached
 configuration the calculation reads.
 
-The configuration is cached per tenant (`categories:{tenant}:v1`, one hour) and tagged with
-a generation that every committed category or multiplier write replaces. A reader notes the
-generation before it reads the database, so a value computed from rows a concurrent write
-has since replaced is stored under an old generation and never served. A transaction that
-has changed a tenant's categories and not yet committed reads them from the database and
-leaves the cache alone: what it sees may yet be rolled back.
+The configuration is cached per tenant (`categories:{tenant}:v1`, one hour) under a
+generation that every committed category or multiplier write replaces (core.cache.TenantCache):
+a value computed from rows a concurrent write has since replaced is never served, and a
+transaction that has changed a tenant's categories reads them from the database.
 """
 
 import hashlib
 import logging
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from core.cache import TenantCache
 from rewards.calculation import MultiplierRule
 from rewards.exceptions import CategoryAlreadyExists, CategoryNotFound, MultiplierNotFound
 from rewards.models import Multiplier, SpendCategory
@@ -105,75 +102,21 @@ def _config_load(tenant: Tenant) -> CategoryConfig:
 
 def category_config_get(*, tenant: Tenant) -> CategoryConfig:
     """The tenant's categories, MCC map and multipliers, as the calculation reads them."""
-    if _invalidation_pending(tenant.pk):
-        return _config_load(tenant)
-    key, generation_key = _cache_keys(tenant.pk)
-    try:
-        found = cache.get_many([key, generation_key])
-        generation = found.get(generation_key)
-        if generation is None:
-            cache.add(generation_key, uuid.uuid4().hex, timeout=None)
-            generation = cache.get(generation_key)
-        cached = found.get(key)
-        if cached is not None and generation is not None and cached[0] == generation:
-            return cached[1]
-    except Exception as exc:  # noqa: BLE001 - the database answers while the cache cannot
-        logger.warning("category config read from the database: cache failed", extra={"error": str(exc)})
-        return _config_load(tenant)
-    config = _config_load(tenant)
-    try:
-        cache.set(key, (generation, config), CACHE_TTL)
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("category config not cached", extra={"error": str(exc)})
-    return config
+    return config_cache.get_or_load(tenant_pk=tenant.pk, load=lambda: _config_load(tenant))[0]
 
 
 # Cache invalidation --------------------------------------------------------------------
 
-
-def _cache_keys(tenant_pk) -> tuple[str, str]:
-    key = f"categories:{tenant_pk}:v1"
-    return key, f"{key}:generation"
+config_cache = TenantCache("categories", ttl=lambda: CACHE_TTL)
 
 
 def category_cache_invalidate(*, tenant_pk) -> None:
-    """Retire every cached configuration of the tenant. Never raises: it runs after commit,
-    where an error would turn a saved change into a failed request."""
-    key, generation_key = _cache_keys(tenant_pk)
-    try:
-        cache.set(generation_key, uuid.uuid4().hex, timeout=None)
-        cache.delete(key)
-    except Exception as exc:  # noqa: BLE001
-        # Readers use the database while the cache is down; one that was only out of reach
-        # may serve the old configuration until it expires (CACHE_TTL).
-        logger.error("category cache not invalidated", extra={"tenant": str(tenant_pk), "error": str(exc)})
-
-
-class _Invalidation:
-    """The on-commit callback of a tenant's category writes. While it waits in the
-    connection's queue, the transaction holds uncommitted category changes."""
-
-    def __init__(self, tenant_pk):
-        self.tenant_pk = tenant_pk
-        self.done = False
-
-    def __call__(self) -> None:
-        self.done = True
-        category_cache_invalidate(tenant_pk=self.tenant_pk)
-
-
-def _invalidation_pending(tenant_pk) -> bool:
-    # A rollback (of the transaction or of a savepoint) drops the callbacks it covers, so a
-    # queued callback means exactly: this transaction has written the tenant's categories.
-    return any(
-        isinstance(callback, _Invalidation) and callback.tenant_pk == tenant_pk and not callback.done
-        for _, callback, _ in transaction.get_connection().run_on_commit
-    )
+    """Retire every cached configuration of the tenant (never raises)."""
+    config_cache.retire(tenant_pk)
 
 
 def category_cache_invalidate_on_commit(*, tenant_pk) -> None:
-    if not _invalidation_pending(tenant_pk):
-        transaction.on_commit(_Invalidation(tenant_pk))
+    config_cache.retire_on_commit(tenant_pk)
 
 
 @receiver([post_save, post_delete], sender=SpendCategory)

@@ -6,6 +6,7 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
@@ -524,9 +525,9 @@ def test_config_is_read_from_the_database_when_the_cache_fails(tenant, monkeypat
     def down(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(categories.cache, "get_many", down)
-    monkeypatch.setattr(categories.cache, "set", down)
-    monkeypatch.setattr(categories.cache, "delete", down)
+    monkeypatch.setattr(cache, "get_many", down)
+    monkeypatch.setattr(cache, "set", down)
+    monkeypatch.setattr(cache, "delete", down)
 
     assert category_config_get(tenant=tenant).categories == {"dining": None}
     # and a write still succeeds; its invalidation failing is logged, not raised
