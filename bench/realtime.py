@@ -10,6 +10,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from bench.common import progress
 from campaigns.models import Campaign, CampaignStats
 from config.celery import app
 from core.db import database_url
+from rewards.models import OutboxEvent
 from rewards.services import member_create, member_token_issue
 from tenants.services import tenant_create
 
@@ -76,12 +78,13 @@ def realtime_bench() -> None:
         stderr=subprocess.DEVNULL,
     )
     port = _free_port()
+    server_log = tempfile.NamedTemporaryFile(prefix="bench-daphne-", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=ROOT,
         env={**env, "CELERY_BROKER_URL": ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "task_default_queue")}
     app.conf.update(task_always_eager=False, broker_url=settings.REDIS_URL, task_default_queue=queue)
@@ -89,6 +92,9 @@ def realtime_bench() -> None:
     app._pool = None
     settings.OUTBOX_RELAY_ON_COMMIT = True
     try:
+        # Events the other sections wrote (they run without publishing) are not this one's to
+        # publish: mark them done so the relay's backlog is only what this section posts.
+        OutboxEvent.objects.filter(published_at__isnull=True).update(published_at=timezone.now())
         _wait_port(port, server, "daphne")
         tenant, issued = tenant_create(name=f"bench-realtime-{uuid.uuid4().hex[:8]}")
         campaign = Campaign.objects.create(
@@ -131,6 +137,9 @@ def realtime_bench() -> None:
 
         try:
             samples = sorted(asyncio.run(scenario()))
+        except Exception:
+            print(f"  the server's log: {server_log.name}")
+            raise
         finally:
             poster.submit(lambda: connection.close()).result()  # the poster thread's own connection
             poster.shutdown()
