@@ -145,8 +145,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # Room for a burst of frames to a socket that reads slowly (channels-redis drops beyond it).
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 120},
+            "CONFIG": {
+                # Sockets wait for frames in 5-second blocking reads (BZPOPMIN); the Redis
+                # client's read timeout (5 s by default since redis-py 8) must outlast them, or a
+                # quiet socket fails after 5 s.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_keepalive": True}],
+                # Room for a burst of frames to a socket that reads slowly (channels-redis drops beyond it).
+                "capacity": 1000,
+                "expiry": 120,
+            },
         }
     }
 else:

@@ -64,3 +64,23 @@ def test_a_real_server_refuses_a_foreign_browser_origin(daphne_url, member):
         assert refused.value.response.status_code == 403
 
     asyncio.run(scenario())
+
+
+def test_a_quiet_socket_stays_open_past_the_channel_layers_blocking_read(daphne_url, member):
+    """The server waits on Redis for frames in blocking reads of 5 s; the Redis client's own
+    read timeout must be longer, or a socket with nothing to say dies (1011) after 5 s."""
+    token = member_token_issue(member=member)[0]
+    (event,) = points_events(member, 1)
+
+    async def scenario():
+        async with connect(daphne_url, subprotocols=["bearer", token]) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 12)  # quiet for longer than two blocking reads
+            await get_channel_layer().group_send(
+                member_group(member.tenant_id, member.external_ref),
+                {"type": GROUP_MESSAGE_TYPE, "frame": frame(event), "position": event.position},
+            )
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == frame(event)
+
+    asyncio.run(scenario())
