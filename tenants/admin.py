@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
+from core.admin_services import ReadOnlyAdminMixin
 from tenants.models import ApiKey, Limit, Operator, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_create, api_key_revoke, tenant_create
 from tenants.webhooks import (
@@ -289,7 +290,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """Deliveries are written by the outbox relay and the drain, never by hand; dead letters
     can be replayed."""
 
@@ -331,15 +332,6 @@ class WebhookDeliveryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "payload",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_replay_permission(self, request):
         return self.role_allows(request, (ADMIN, SUPPORT))

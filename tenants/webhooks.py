@@ -367,12 +367,10 @@ def webhook_deliveries_enqueue(*, tenant_id, envelope: dict) -> list:
     return list(inserted)
 
 
-@transaction.atomic
-def webhook_delivery_replay(*, delivery: WebhookDelivery, now: datetime | None = None) -> WebhookDelivery:
-    """Send a dead letter again: back to PENDING, due now, as a new series of attempts with
-    the full retry budget. Anything but a dead letter is a 409."""
-    now = now or timezone.now()
-    updated = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.DEAD_LETTERED).update(
+def _replay(deliveries: QuerySet[WebhookDelivery], *, now: datetime) -> int:
+    """Put the dead letters among `deliveries` back in the queue, due now, as a new series of
+    attempts with the full retry budget; how many."""
+    return deliveries.filter(status=Status.DEAD_LETTERED).update(
         status=Status.PENDING,
         next_attempt_at=now,
         first_attempt_at=None,
@@ -380,6 +378,14 @@ def webhook_delivery_replay(*, delivery: WebhookDelivery, now: datetime | None =
         dead_lettered_at=None,
         replays=F("replays") + 1,
     )
+
+
+@transaction.atomic
+def webhook_delivery_replay(*, delivery: WebhookDelivery, now: datetime | None = None) -> WebhookDelivery:
+    """Send a dead letter again: back to PENDING, due now, as a new series of attempts with
+    the full retry budget. Anything but a dead letter is a 409."""
+    now = now or timezone.now()
+    updated = _replay(WebhookDelivery.objects.filter(pk=delivery.pk), now=now)
     if not updated:
         raise Conflict("Only a dead-lettered delivery can be replayed.", code="not_dead_lettered")
     delivery.refresh_from_db()
@@ -391,14 +397,7 @@ def webhook_delivery_replay(*, delivery: WebhookDelivery, now: datetime | None =
 def webhook_dead_letters_replay(*, endpoint: WebhookEndpoint, now: datetime | None = None) -> int:
     """Replay every dead letter of the endpoint; they go out again in position order."""
     now = now or timezone.now()
-    replayed = WebhookDelivery.objects.filter(endpoint=endpoint, status=Status.DEAD_LETTERED).update(
-        status=Status.PENDING,
-        next_attempt_at=now,
-        first_attempt_at=None,
-        series_attempts=0,
-        dead_lettered_at=None,
-        replays=F("replays") + 1,
-    )
+    replayed = _replay(WebhookDelivery.objects.filter(endpoint=endpoint), now=now)
     if replayed:
         _drain_after_commit(endpoint.pk)
     return replayed
