@@ -136,8 +136,16 @@ import os, sys, django
 sys.path.insert(0, os.environ["ROOT"])
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 django.setup()
-from rewards import services
+import time
+from rewards import relay, services
 from rewards.models import Member
+# widen the window between a commit and its publication (the relay's real code runs after it),
+# so that a kill at a random moment lands in it most of the time
+publish_batch = relay._publish_batch
+def slow_publish_batch():
+    time.sleep(0.1)
+    return publish_batch()
+relay._publish_batch = slow_publish_batch
 member = Member.objects.select_related("tenant").get(pk=os.environ["MEMBER_ID"])
 print("ready", flush=True)
 while True:
@@ -149,7 +157,7 @@ while True:
 @pytest.mark.django_db(transaction=True)
 def test_a_process_killed_between_commit_and_publish_loses_nothing(tenant):
     # given a member whose events a writer process commits and publishes inline (no broker:
-    # the relay runs right after each commit), killed with SIGKILL at random moments
+    # the relay runs right after each commit, 0.1 s later), killed with SIGKILL at random moments
     member = MemberFactory(tenant=tenant)
     listener = GroupListener(tenant.pk, member.external_ref)
     env = {
