@@ -190,6 +190,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
     },
     "webhooks-due-sweep": {"task": "tenants.tasks.webhooks_due_sweep", "schedule": timedelta(seconds=30)},
+    "redemptions-reconcile": {"task": "redemptions.tasks.redemptions_reconcile", "schedule": timedelta(minutes=1)},
 }
 
 # Auth, API, schema ---------------------------------------------------------------------
@@ -327,6 +328,22 @@ PAYMENT_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_GATEWAY_TIMEOUT_
 CREDIT_PURCHASE_RECONCILE_AFTER = timedelta(seconds=env_int("CREDIT_PURCHASE_RECONCILE_AFTER_SECONDS", 60))
 # ... and one the gateway has no record of this long after it started is FAILED (never charged).
 CREDIT_PURCHASE_FAIL_AFTER = timedelta(seconds=env_int("CREDIT_PURCHASE_FAIL_AFTER_SECONDS", 15 * 60))
+
+# Redemptions: how the fulfilment workflow paces itself. A fulfilment attempt that fails
+# transiently is tried again after REDEMPTION_RETRY_BASE_SECONDS * 2^(attempt-1) (with jitter),
+# up to REDEMPTION_MAX_ATTEMPTS attempts; then the redemption fails and is refunded. A worker
+# holds a FULFILLING redemption for the partner's worst-case call time plus the margin; past
+# that another worker may take it over (the partner's idempotency key makes that safe).
+# Reconciliation (beat, every minute) resumes what sat still longer than STUCK_AFTER.
+REDEMPTION_FULFIL_ON_COMMIT = env_bool("REDEMPTION_FULFIL_ON_COMMIT", default=True)
+REDEMPTION_MAX_ATTEMPTS = env_int("REDEMPTION_MAX_ATTEMPTS", 5)
+REDEMPTION_RETRY_BASE_SECONDS = float(os.environ.get("REDEMPTION_RETRY_BASE_SECONDS") or 5)
+REDEMPTION_LEASE_MARGIN_SECONDS = float(os.environ.get("REDEMPTION_LEASE_MARGIN_SECONDS") or 30)
+REDEMPTION_STUCK_AFTER = timedelta(seconds=env_int("REDEMPTION_STUCK_AFTER_SECONDS", 120))
+# A real partner's adapter per item kind (dotted class paths), instead of the HTTP one.
+REDEMPTION_PARTNER_ADAPTERS: dict[str, str] = {}
+# The most units of one item a single redemption may ask for.
+REDEMPTION_MAX_QUANTITY = env_int("REDEMPTION_MAX_QUANTITY", 100)
 
 # Limits a new tenant starts with (points issued); None means unlimited.
 DEFAULT_TENANT_LIMITS = {

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("campaigns.api.urls")),
     path("", include("tiers.api.urls")),
     path("", include("catalog.api.urls")),
+    path("", include("redemptions.api.urls")),
 ]
 
 urlpatterns = [

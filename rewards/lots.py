@@ -91,3 +91,39 @@ def lots_expiring(*, member: Member, before: datetime) -> tuple[int, datetime | 
         total += remaining
         earliest = earliest or expires_at
     return total, earliest
+
+
+def lots_restore(*, member: Member, taken: list[dict], transfer: Transfer, now: datetime) -> list[dict]:
+    """Give points back to the lots they were taken from (`taken` as `lots_take` returned it),
+    as long as those lots have not expired meanwhile; what cannot go back opens a new lot on
+    `transfer`, expiring under the tenant's policy from now. Returns where the points went."""
+    restored, leftover = [], 0
+    by_id = {
+        lot.pk: lot
+        for lot in EarnedLot.objects.select_for_update().filter(
+            member=member, pk__in=[entry["lotId"] for entry in taken]
+        )
+    }
+    for entry in taken:
+        lot, points = by_id.get(entry["lotId"]), int(entry["points"])
+        live = lot is not None and (lot.expires_at is None or lot.expires_at > now)
+        if live and lot.remaining + points <= lot.points:
+            EarnedLot.objects.filter(pk=lot.pk).update(remaining=F("remaining") + points)
+            lot.remaining += points
+            restored.append({"lotId": lot.pk, "points": points})
+        else:
+            leftover += points
+    missing = transfer.amount - sum(entry["points"] for entry in restored) - leftover
+    leftover += max(missing, 0)
+    if leftover:
+        tenant = member.tenant
+        lot = EarnedLot.objects.create(
+            tenant_id=member.tenant_id,
+            member=member,
+            transfer=transfer,
+            points=leftover,
+            remaining=leftover,
+            expires_at=expiry_for(tenant=tenant, earned_at=now),
+        )
+        restored.append({"lotId": lot.pk, "points": leftover, "new": True})
+    return restored

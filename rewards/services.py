@@ -1,14 +1,16 @@
 """Writes for members and points. Other apps call these, never the ledger internals."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from rewards import contributions
-from rewards.exceptions import InvalidAmount, MemberAlreadyExists, MemberInactive
+from rewards.exceptions import IdempotencyKeyConflict, InvalidAmount, MemberAlreadyExists, MemberInactive
 from rewards.ledger import TransferResult, points_transfer, system_account_get
-from rewards.lots import lot_open, lots_take
+from rewards.lots import lot_open, lots_restore, lots_take
 from rewards.models import Account, Member, Transfer
 from rewards.outbox import outbox_write
 from rewards.tokens import member_token_encode
@@ -20,6 +22,8 @@ __all__ = [
     "member_token_issue",
     "member_update",
     "points_adjust",
+    "points_redeem",
+    "points_redeem_refund",
 ]
 
 
@@ -105,6 +109,95 @@ def points_adjust(
                 },
             )
     return result
+
+
+@dataclass(frozen=True)
+class RedeemResult:
+    transfer: Transfer
+    lots: list[dict]  # the lots the points were taken from (or, for a refund, went back to)
+    balance_after: int
+
+
+def points_redeem(
+    *, tenant: Tenant, member: Member, points: int, redemption_id: str, explanation: dict
+) -> RedeemResult:
+    """Debit a member's points for a redemption (to the tenant's REDEMPTION account), taking
+    them from the lots closest to expiry; InsufficientPoints if the balance is short.
+    Call it inside the transaction that records the redemption."""
+    if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
+        raise InvalidAmount("Points must be a positive whole number.", field="points")
+    if not member.is_active:
+        raise MemberInactive("Only active members can redeem points.", field="memberRef")
+    with transaction.atomic():
+        result = points_transfer(
+            tenant=tenant,
+            debit=member_account(member=member),
+            credit=system_account_get(tenant=tenant, kind=Account.Kind.REDEMPTION),
+            amount=points,
+            kind=Transfer.Kind.REDEMPTION,
+            idempotency_key=f"redemption:{redemption_id}",
+            reason="redemption",
+            reference_type="redemption",
+            reference_id=redemption_id,
+            explanation=explanation,
+        )
+        if not result.created:
+            raise IdempotencyKeyConflict("This redemption was already debited.", field="redemptionId")
+        lots = lots_take(member=member, points=points)
+        balance = result.transfer.debit_balance_after
+        outbox_write(
+            tenant=tenant,
+            type="points.debited",
+            member_ref=member.external_ref,
+            data={
+                "memberRef": member.external_ref,
+                "points": points,
+                "reason": "redemption",
+                "redemptionId": redemption_id,
+                "transferId": str(result.transfer.pk),
+                "balanceAfter": balance,
+            },
+        )
+    return RedeemResult(transfer=result.transfer, lots=lots, balance_after=balance)
+
+
+def points_redeem_refund(
+    *, tenant: Tenant, member: Member, points: int, redemption_id: str, lots: list[dict], reason: str
+) -> RedeemResult:
+    """Give back the points of a redemption that failed or was cancelled, to the lots they
+    came from where those have not expired (else to a new lot). At most once per redemption:
+    a repeat returns the first refund. Works for closed members too (their points are theirs)."""
+    with transaction.atomic():
+        result = points_transfer(
+            tenant=tenant,
+            debit=system_account_get(tenant=tenant, kind=Account.Kind.REDEMPTION),
+            credit=member_account(member=member),
+            amount=points,
+            kind=Transfer.Kind.REDEMPTION_REFUND,
+            idempotency_key=f"redemption-refund:{redemption_id}",
+            reason=reason,
+            reference_type="redemption",
+            reference_id=redemption_id,
+            explanation={"type": "redemption_refund", "redemptionId": redemption_id, "reason": reason},
+        )
+        balance = result.transfer.credit_balance_after
+        if not result.created:
+            return RedeemResult(transfer=result.transfer, lots=[], balance_after=balance)
+        restored = lots_restore(member=member, taken=lots, transfer=result.transfer, now=timezone.now())
+        outbox_write(
+            tenant=tenant,
+            type="points.credited",
+            member_ref=member.external_ref,
+            data={
+                "memberRef": member.external_ref,
+                "points": points,
+                "reason": "redemption_refund",
+                "redemptionId": redemption_id,
+                "transferId": str(result.transfer.pk),
+                "balanceAfter": balance,
+            },
+        )
+    return RedeemResult(transfer=result.transfer, lots=restored, balance_after=balance)
 
 
 def member_token_issue(*, member: Member) -> tuple[str, datetime]:

@@ -34,6 +34,14 @@ def _relay_only_where_asked(request, settings):
         settings.OUTBOX_RELAY_ON_COMMIT = False
 
 
+@pytest.fixture(autouse=True)
+def _fulfil_only_where_asked(request, settings):
+    """Likewise a committed redemption is not fulfilled inline (no broker: the committing
+    thread would call the partner) unless the test is marked `fulfil`."""
+    if request.node.get_closest_marker("fulfil") is None:
+        settings.REDEMPTION_FULFIL_ON_COMMIT = False
+
+
 @pytest.fixture
 def tenant(db):
     return TenantFactory()

@@ -53,3 +53,13 @@ class IsTenantClientOrMemberReading(BasePermission):
         if request.method in SAFE_METHODS and isinstance(request.user, MemberClient):
             return True
         return IsTenantClient().has_permission(request, view)
+
+
+class IsApiKeyOrMember(BasePermission):
+    """Writes a member makes (purchases, redemptions): by the tenant's backend for a member,
+    or by the member's app."""
+
+    message = "A tenant API key (X-API-Key) or a member token is required."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, (ApiClient, MemberClient))

@@ -11,12 +11,10 @@ import django_filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from core.api.pagination import LedgerCursorPagination
-from core.api.permissions import IsTenantClientOrMemberReading
-from core.api.principals import ApiClient, MemberClient
+from core.api.permissions import IsApiKeyOrMember, IsTenantClientOrMemberReading
 from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantOrMemberAPIView
 from core.idempotency import idempotent
@@ -34,18 +32,6 @@ REQUIRED_IDEMPOTENCY_KEY = OpenApiParameter(
     type=str,
     description=f"Required here (400 without it). {IDEMPOTENCY_KEY_HEADER.description}",
 )
-
-
-# Who may call ---------------------------------------------------------------------------
-
-
-class IsApiKeyOrMember(BasePermission):
-    """Purchases are made by the tenant's backend for a member, or by the member's app."""
-
-    message = "A tenant API key (X-API-Key) or a member token is required."
-
-    def has_permission(self, request, view) -> bool:
-        return isinstance(request.user, (ApiClient, MemberClient))
 
 
 # Packages -------------------------------------------------------------------------------
