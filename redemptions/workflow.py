@@ -155,6 +155,22 @@ def _record(redemption: Redemption, operation: str, outcome: str, started: float
     )
 
 
+def fulfilment_request(redemption: Redemption) -> FulfilmentRequest:
+    """What the partner is asked for, the same on every attempt (its idempotency key is the
+    redemption id, and a partner refuses a key reused with another body)."""
+    return FulfilmentRequest(
+        redemption_id=str(redemption.pk),
+        kind=redemption.item_kind,
+        item_id=str(redemption.item_id),
+        sku=redemption.item.sku or str(redemption.item_id),
+        item_name=redemption.item.name,
+        quantity=redemption.quantity,
+        member_ref=redemption.member.external_ref,
+        cash_value=redemption.cash_value,
+        currency=redemption.currency,
+    )
+
+
 def _claim(redemption: Redemption, now: datetime, actor: str) -> bool:
     """Hold the redemption for one attempt (PENDING → FULFILLING, or a takeover of a
     FULFILLING one nobody holds)."""
@@ -193,17 +209,7 @@ def fulfil(redemption_id, *, actor: str = WORKER) -> Step:
         return compensate(redemption, actor=actor)
 
     adapter = partner_adapter(partner_settings(config), redemption.item_kind)
-    request = FulfilmentRequest(
-        redemption_id=str(redemption.pk),
-        kind=redemption.item_kind,
-        item_id=str(redemption.item_id),
-        sku=redemption.item.sku,
-        item_name=redemption.item.name,
-        quantity=redemption.quantity,
-        member_ref=redemption.member.external_ref,
-        cash_value=redemption.cash_value,
-        currency=redemption.currency,
-    )
+    request = fulfilment_request(redemption)
     started = time.monotonic()
     try:
         result = adapter.fulfil(request)
