@@ -27,12 +27,8 @@ def _database_url() -> str:
     return database_url(connection.settings_dict)
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db):
-    """Start `celery worker` against the test database; route this process's tasks to it."""
-    if not settings.REDIS_URL:
-        pytest.fail("The integration tests need Redis (REDIS_URL) as the Celery broker.")
-    queue = f"it-{uuid.uuid4().hex[:12]}"
+def celery_worker_start(queue: str, **extra_env: str) -> subprocess.Popen:
+    """Start `celery worker` on the test database, taking tasks from `queue`; ready when it returns."""
     env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
@@ -40,6 +36,7 @@ def celery_worker_process(transactional_db):
         "CELERY_BROKER_URL": settings.REDIS_URL,
         "CELERY_TASK_DEFAULT_QUEUE": queue,  # what the worker queues itself comes back to it
         "LOG_LEVEL": "INFO",  # the worker says "ready." at INFO
+        **extra_env,
     }
     worker = subprocess.Popen(
         [
@@ -52,20 +49,44 @@ def celery_worker_process(transactional_db):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    _wait_ready(worker)
+    return worker
+
+
+def celery_worker_stop(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=10)
+
+
+@pytest.fixture
+def celery_queue(transactional_db):
+    """A broker queue of this test's own (Redis), with this process's tasks routed to it;
+    start workers on it with `celery_worker_start(queue)`."""
+    if not settings.REDIS_URL:
+        pytest.fail("The integration tests need Redis (REDIS_URL) as the Celery broker.")
+    queue = f"it-{uuid.uuid4().hex[:12]}"
     saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "task_default_queue")}
     app.conf.update(task_always_eager=False, broker_url=settings.REDIS_URL, task_default_queue=queue)
     _pools_reset()
     try:
-        _wait_ready(worker)
-        yield worker
+        yield queue
     finally:
         app.conf.update(**saved)
         _pools_reset()
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+
+
+@pytest.fixture
+def celery_worker_process(celery_queue):
+    """A `celery worker` against the test database, taking this test's tasks."""
+    worker = celery_worker_start(celery_queue)
+    try:
+        yield worker
+    finally:
+        celery_worker_stop(worker)
 
 
 def _pools_reset() -> None:
