@@ -215,6 +215,10 @@ def fulfil(redemption_id, *, actor: str = WORKER) -> Step:
         result = adapter.fulfil(request)
     except PartnerRejected as exc:
         _record(redemption, "fulfil", FulfilmentAttempt.Outcome.REJECTED, started, str(exc))
+        if exc.maybe_placed:
+            # refused after an attempt that may have gone through: void before the refund
+            Redemption.objects.filter(pk=redemption.pk).update(maybe_placed=True)
+            redemption.maybe_placed = True
         fail(redemption, code="partner_rejected", reason=str(exc) or "The partner refused the order.", actor=actor)
         return compensate(redemption, actor=actor)
     except PartnerError as exc:
@@ -226,7 +230,7 @@ def fulfil(redemption_id, *, actor: str = WORKER) -> Step:
             else FulfilmentAttempt.Outcome.UNAVAILABLE
         )
         _record(redemption, "fulfil", outcome, started, str(exc))
-        return _transient(redemption, exc, maybe_placed=isinstance(exc, PartnerTimeout), actor=actor)
+        return _transient(redemption, exc, maybe_placed=bool(exc.maybe_placed), actor=actor)
     _record(redemption, "fulfil", FulfilmentAttempt.Outcome.OK, started)
     return complete(redemption, result, actor=actor)
 
