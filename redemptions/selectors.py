@@ -22,9 +22,7 @@ def redemption_list(
     older_than: datetime | None = None,
 ) -> QuerySet[Redemption]:
     """Newest first."""
-    redemptions = Redemption.objects.filter(tenant=tenant).select_related(
-        "member", "item", "partner_config__partner"
-    )
+    redemptions = Redemption.objects.filter(tenant=tenant).select_related("member", "item", "partner_config__partner")
     if member is not None:
         redemptions = redemptions.filter(member=member)
     if status:
@@ -57,8 +55,8 @@ def partner_health(*, config: PartnerConfig, window_minutes: int = 60) -> dict:
         last_failure=Max("at", filter=~Q(outcome=FulfilmentAttempt.Outcome.OK)),
     )
     recent = list(
-        attempts.exclude(outcome=FulfilmentAttempt.Outcome.OK).order_by("-at").values(
-            "at", "operation", "outcome", "error", "redemption_id"
-        )[:10]
+        attempts.exclude(outcome=FulfilmentAttempt.Outcome.OK)
+        .order_by("-at")
+        .values("at", "operation", "outcome", "error", "redemption_id")[:10]
     )
     return {**counts, "recent_failures": recent, "window_minutes": window_minutes}
