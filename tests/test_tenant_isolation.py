@@ -21,7 +21,10 @@ from campaigns.services import action_upsert, campaign_activate, campaign_create
 from catalog import services as catalog_services
 from catalog.models import Category as CatalogCategory
 from catalog.models import Item as CatalogItem
+from catalog.models import Partner as CatalogPartner
 from catalog.models import StockMovement
+from redemptions.models import PartnerConfig, Redemption
+from redemptions.services import redemption_request
 from rewards import categories, credit, selectors, services
 from rewards.earning import event_ingest
 from rewards.models import (
@@ -67,6 +70,10 @@ PURCHASE = "api/v1/credit-purchases/<str:purchase_id>"
 A_PACK = "a-pack"
 IDEMPOTENT = (("Idempotency-Key", "b-buys"),)
 WEBHOOK = "api/v1/webhooks/<uuid:webhook_id>"
+REDEMPTIONS = "api/v1/redemptions"
+ONCE = IDEMPOTENT
+REDEMPTION = "api/v1/redemptions/<str:redemption_id>"
+REDEMPTION_CANCEL = "api/v1/redemptions/<str:redemption_id>:cancel"
 B_CAMPAIGN = {
     "name": "B's",
     "type": "SIMPLE",
@@ -358,6 +365,20 @@ CASES = [
     ),
     Case(PURCHASE, "get", "/api/v1/credit-purchases/{a_purchase}", 404),
     Case(PURCHASE, "get", "/api/v1/credit-purchases/{a_purchase}", 404, caller="b_token"),
+    Case(REDEMPTIONS, "get", "/api/v1/redemptions", 200),
+    Case(REDEMPTIONS, "get", "/api/v1/redemptions?memberRef={a_ref}", 404),
+    Case(REDEMPTIONS, "get", "/api/v1/redemptions", 200, caller="b_token"),
+    Case(
+        REDEMPTIONS, "post", "/api/v1/redemptions", 404, {"itemId": "{a_item}", "memberRef": B_REF}, headers=IDEMPOTENT
+    ),
+    Case(REDEMPTIONS, "post", "/api/v1/redemptions", 404, {"itemId": "{a_item}"}, caller="b_token", headers=IDEMPOTENT),
+    Case(
+        REDEMPTIONS, "post", "/api/v1/redemptions", 404, {"itemId": "{a_item}", "memberRef": A_REF}, headers=IDEMPOTENT
+    ),
+    Case(REDEMPTION, "get", "/api/v1/redemptions/{a_redemption}", 404),
+    Case(REDEMPTION, "get", "/api/v1/redemptions/{a_redemption}", 404, caller="b_token"),
+    Case(REDEMPTION_CANCEL, "post", "/api/v1/redemptions/{a_redemption}:cancel", 404, {}),
+    Case(REDEMPTION_CANCEL, "post", "/api/v1/redemptions/{a_redemption}:cancel", 404, {}, caller="b_token"),
 ]
 
 
@@ -420,6 +441,11 @@ def world(tenant, other_tenant, settings):
     a_purchase = CreditPurchase.objects.create(
         tenant=tenant, member=a_member, package=a_package, amount_paid="4.99", currency="USD", points_awarded=500
     )
+    a_partner = CatalogPartner.objects.create(tenant=tenant, code="a-partner", name="A's partner")
+    PartnerConfig.objects.create(
+        tenant=tenant, partner=a_partner, base_url="http://127.0.0.1:9", enabled_kinds=["MERCHANDISE"]
+    )
+    a_redemption, _ = redemption_request(tenant=tenant, member=a_member, item_id=a_item.pk)
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True  # nothing is delivered: the endpoints only need to exist
     a_webhook = webhook_endpoint_create(tenant=tenant, url="http://127.0.0.1:9/a", description="A's")
     b_webhook = webhook_endpoint_create(tenant=other_tenant, url="http://127.0.0.1:9/b")
@@ -468,6 +494,7 @@ def world(tenant, other_tenant, settings):
         a_item=a_item,
         a_package=a_package,
         a_purchase=a_purchase,
+        a_redemption=a_redemption,
         a_webhook=a_webhook,
         b_webhook=b_webhook,
         a_delivery=a_delivery,
@@ -548,6 +575,9 @@ def tenant_state(tenant) -> dict:
         "credit_purchases": list(
             CreditPurchase.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "status", "transfer")
         ),
+        "redemptions": list(
+            Redemption.objects.filter(tenant=tenant).order_by("pk").values_list("pk", "status", "points")
+        ),
         "tier_policy": list(
             TierPolicy.objects.filter(tenant=tenant).values_list(
                 "qualification", "window_months", "downgrade_grace_days"
@@ -574,6 +604,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         a_item=world.a_item.pk,
         a_package=world.a_package.pk,
         a_purchase=world.a_purchase.pk,
+        a_redemption=world.a_redemption.pk,
         a_webhook=world.a_webhook.pk,
         b_webhook=world.b_webhook.pk,
         a_delivery=world.a_delivery.pk,
@@ -581,7 +612,13 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
     )
     # bodies may name A's ids too
     body = (
-        None if case.body is None else json.loads(json.dumps(case.body).replace("{a_package}", str(world.a_package.pk)))
+        None
+        if case.body is None
+        else json.loads(
+            json.dumps(case.body)
+            .replace("{a_package}", str(world.a_package.pk))
+            .replace("{a_item}", str(world.a_item.pk))
+        )
     )
 
     # when tenant B calls with A's ids
@@ -597,12 +634,19 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(world, case):
         assert response.status_code == case.status, response.json()
     content = response.content.decode()
     secrets = (world.a.pk, world.a_member.pk, world.a_key.pk, world.a_cohort.pk, world.a_campaign.pk, world.a_item.pk)
-    for secret in (*secrets, world.a_purchase.pk, world.a_webhook.pk, world.a_delivery.pk, world.a_webhook.secret):
+    others = (
+        world.a_purchase.pk,
+        world.a_redemption.pk,
+        world.a_webhook.pk,
+        world.a_delivery.pk,
+        world.a_webhook.secret,
+    )
+    for secret in (*secrets, *others):
         assert str(secret) not in content
 
     # and nothing in tenant A changed, and its key still works
     assert tenant_state(world.a) == before
-    assert world.a_client.get(f"/api/v1/members/{A_REF}").json()["balance"] == 100
+    assert world.a_client.get(f"/api/v1/members/{A_REF}").json()["balance"] == 90  # 100 less A's redemption
 
 
 @pytest.mark.django_db
@@ -628,7 +672,7 @@ def test_the_same_member_ref_in_two_tenants_is_two_members(world):
     assert adjusted.status_code == 201, adjusted.json()
     assert adjusted.json()["balance"] == 3
     assert created.json()["id"] != str(world.a_member.pk)
-    assert selectors.member_get(tenant=world.a, external_ref=A_REF).balance == 100
+    assert selectors.member_get(tenant=world.a, external_ref=A_REF).balance == 90
     assert selectors.member_get(tenant=world.b, external_ref=A_REF).balance == 3
 
 
