@@ -271,6 +271,7 @@ SPECTACULAR_SETTINGS = {
         "CohortRunStatusEnum": "campaigns.models.CohortRun.Status",
         "CatalogItemKindEnum": "catalog.models.Item.Kind",
         "StockMovementKindEnum": "catalog.models.StockMovement.Kind",
+        "RedemptionStatusEnum": "redemptions.models.Redemption.Status",
         "StockMovementRecordKindEnum": [("RESTOCK", "Restocked"), ("ADJUST", "Adjusted (count, damage, loss)")],
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",

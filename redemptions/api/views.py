@@ -238,6 +238,7 @@ class RedemptionCancelApi(TenantOrMemberAPIView):
     permission_classes = [IsApiKeyOrMember]
 
     @extend_schema(
+        operation_id="redemptions_cancel",
         summary="Cancel a redemption before fulfilment",
         description=(
             "Only while it is PENDING: the points go back to the lots they came from and the stock back on "
