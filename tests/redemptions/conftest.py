@@ -24,5 +24,5 @@ def partner_settings(partner_sandbox) -> PartnerSettings:
         timeout_seconds=1.0,
         max_attempts=3,
         failure_threshold=3,
-        reset_timeout_seconds=1,
+        reset_timeout_seconds=30,  # tests that wait for a reset set their own, shorter
     )

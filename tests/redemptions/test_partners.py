@@ -322,6 +322,7 @@ def test_an_open_circuit_knows_when_it_opened_to_the_fraction_of_a_second(partne
 
 
 def test_after_the_reset_timeout_a_successful_call_closes_the_circuit(partner_sandbox, partner_settings):
+    partner_settings = replace(partner_settings, reset_timeout_seconds=1)
     adapter = partner_adapter(partner_settings, GIFT_CARD)
     trip(adapter, partner_sandbox)
     partner_sandbox.set_mode("ok")
@@ -335,9 +336,12 @@ def test_after_the_reset_timeout_a_successful_call_closes_the_circuit(partner_sa
 
 
 def test_a_failed_trial_call_opens_the_circuit_again(partner_sandbox, partner_settings):
+    # a reset timeout longer than the retries' backoff (up to ~2.3 s in all), so the retry after
+    # the failed trial finds the circuit open again rather than half-open once more
+    partner_settings = replace(partner_settings, reset_timeout_seconds=3)
     adapter = partner_adapter(partner_settings, GIFT_CARD)
     trip(adapter, partner_sandbox)
-    time.sleep(1.1)  # still failing
+    time.sleep(3.1)  # still failing
     request = order()
 
     with pytest.raises(CircuitOpen):
