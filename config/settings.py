@@ -341,6 +341,9 @@ REDEMPTION_MAX_ATTEMPTS = env_int("REDEMPTION_MAX_ATTEMPTS", 5)
 REDEMPTION_RETRY_BASE_SECONDS = float(os.environ.get("REDEMPTION_RETRY_BASE_SECONDS") or 5)
 REDEMPTION_LEASE_MARGIN_SECONDS = float(os.environ.get("REDEMPTION_LEASE_MARGIN_SECONDS") or 30)
 REDEMPTION_STUCK_AFTER = timedelta(seconds=env_int("REDEMPTION_STUCK_AFTER_SECONDS", 120))
+# Development only (the default with DEBUG): let partner URLs point at private and loopback
+# addresses, where the sandbox partner listens.
+REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS = env_bool("REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS", default=DEBUG)
 # A real partner's adapter per item kind (dotted class paths), instead of the HTTP one.
 REDEMPTION_PARTNER_ADAPTERS: dict[str, str] = {}
 # The most units of one item a single redemption may ask for.

@@ -19,3 +19,8 @@ class NotCancellable(Conflict):
 class PartnerConfigNotFound(NotFound):
     default_code = "partner_not_found"
     default_message = "Partner configuration not found."
+
+
+class PartnerTargetRefused(Unprocessable):
+    default_code = "partner_target_refused"
+    default_message = "The partner's URL cannot be called."

@@ -64,6 +64,19 @@ class PartnerConfig(models.Model):
     def __str__(self) -> str:
         return f"{self.partner} ({self.base_url})"
 
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from redemptions.exceptions import PartnerTargetRefused
+        from redemptions.targets import partner_target_check
+
+        super().clean()
+        if self.base_url:
+            try:
+                partner_target_check(self.base_url, field="base_url")
+            except PartnerTargetRefused as exc:
+                raise ValidationError({"base_url": exc.message}) from exc
+
 
 class Redemption(models.Model):
     """A member's points spent on `quantity` of an item, and where its fulfilment stands.
@@ -163,7 +176,7 @@ class Redemption(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.item_id} for {self.member_id}: {self.status}"
+        return f"Redemption {str(self.pk)[:8]} ({self.quantity} x {self.item.name}, {self.status})"
 
     @property
     def is_final(self) -> bool:

@@ -26,11 +26,13 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from catalog.services import stock_release
+from redemptions.exceptions import PartnerTargetRefused
 from redemptions.models import FulfilmentAttempt, PartnerConfig, Redemption
 from redemptions.partners import (
     CircuitOpen,
     FulfilmentRequest,
     FulfilmentResult,
+    HttpPartnerAdapter,
     PartnerError,
     PartnerRejected,
     PartnerSettings,
@@ -38,6 +40,7 @@ from redemptions.partners import (
     partner_adapter,
 )
 from redemptions.states import S, takeover, transition
+from redemptions.targets import partner_target_check
 from rewards import services as rewards_services
 from rewards.outbox import outbox_write
 
@@ -209,6 +212,12 @@ def fulfil(redemption_id, *, actor: str = WORKER) -> Step:
         return compensate(redemption, actor=actor)
 
     adapter = partner_adapter(partner_settings(config), redemption.item_kind)
+    try:
+        if isinstance(adapter, HttpPartnerAdapter):  # it calls the configured URL
+            partner_target_check(config.base_url)
+    except PartnerTargetRefused as exc:
+        fail(redemption, code="partner_target_refused", reason=exc.message, actor=actor)
+        return compensate(redemption, actor=actor)
     request = fulfilment_request(redemption)
     started = time.monotonic()
     try:

@@ -27,6 +27,7 @@ if [ -z "${REDEMPTION_PARTNER_URL:-}" ]; then
   "$BIN/python" -m redemptions.partners.sandbox --port "$PARTNER_PORT" --quiet &
   pids+=($!)
   export REDEMPTION_PARTNER_URL="http://127.0.0.1:$PARTNER_PORT"
+  export REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS=1  # the sandbox listens on 127.0.0.1
 else
   echo "==> fulfilment partner: $REDEMPTION_PARTNER_URL"
 fi

@@ -23,7 +23,6 @@ that was checked, so a second DNS answer cannot swap it.
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import random
@@ -43,6 +42,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from core.exceptions import Conflict, DomainError
+from core.net import address_is_public as _address_is_public
 from tenants.models import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -119,28 +119,6 @@ class WebhookTarget:
     port: int
     path: str
     addresses: tuple[str, ...]
-
-
-def _address_is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    candidates = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        # ::ffff:10.0.0.1 and 64:ff9b::/96-style embeddings reach the IPv4 address.
-        for embedded in (ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None):
-            if embedded is not None:
-                candidates.append(embedded)
-    return all(
-        candidate.is_global
-        and not (
-            candidate.is_private
-            or candidate.is_loopback
-            or candidate.is_link_local
-            or candidate.is_multicast
-            or candidate.is_reserved
-            or candidate.is_unspecified
-        )
-        for candidate in candidates
-    )
 
 
 def webhook_target_check(url: str) -> WebhookTarget:

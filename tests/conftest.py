@@ -40,6 +40,8 @@ def _fulfil_only_where_asked(request, settings):
     thread would call the partner) unless the test is marked `fulfil`."""
     if request.node.get_closest_marker("fulfil") is None:
         settings.REDEMPTION_FULFIL_ON_COMMIT = False
+    # The sandbox partner listens on 127.0.0.1; the refusal of private targets has its own tests.
+    settings.REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS = True
 
 
 @pytest.fixture

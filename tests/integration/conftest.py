@@ -36,6 +36,7 @@ def celery_worker_start(queue: str, **extra_env: str) -> subprocess.Popen:
         "CELERY_BROKER_URL": settings.REDIS_URL,
         "CELERY_TASK_DEFAULT_QUEUE": queue,  # what the worker queues itself comes back to it
         "LOG_LEVEL": "INFO",  # the worker says "ready." at INFO
+        "REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS": "1",  # the sandbox partner is on 127.0.0.1
         **extra_env,
     }
     worker = subprocess.Popen(

@@ -415,7 +415,7 @@ def config_data(partner, **overrides) -> dict:
     """The form as a browser posts it; no partner on a change (it is fixed then)."""
     data = {
         "partner": partner.pk if partner is not None else None,
-        "base_url": "https://api.acme.example/v1",
+        "base_url": "https://93.184.216.34/v1",
         "credentials_ref": "ACME_API_TOKEN",
         "enabled_kinds": ["DIGITAL", "GIFT_CARD"],
         "priority": "0",

@@ -6,6 +6,7 @@ order at the partner."""
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -319,3 +320,38 @@ def test_a_committed_request_is_fulfilled_by_the_queued_task(tenant, partner_san
     assert detail["reference"]
     assert [h["toStatus"] for h in detail["history"]] == ["PENDING", "FULFILLING", "COMPLETED"]
     assert redemptions_reconcile() == 0
+
+
+def test_a_partner_url_on_the_platforms_own_network_is_never_called(tenant, config, partner_sandbox, settings):
+    settings.REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS = False
+    redemption, member, item = requested(tenant)
+
+    step = workflow.fulfil(redemption.pk)
+
+    redemption.refresh_from_db()
+    assert step.outcome == "refunded"
+    assert redemption.failure_code == "partner_target_refused"
+    assert partner_sandbox.orders() == {}
+    assert (balance(member), stock(item)) == (1000, 5)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:8026", False),
+        ("http://10.1.2.3/partner", False),
+        ("http://169.254.169.254/latest", False),
+        ("http://[::ffff:192.168.0.1]/", False),
+        ("ftp://93.184.216.34/", False),
+        ("https://93.184.216.34/v1", True),
+    ],
+)
+def test_a_partner_url_is_checked_when_saved(tenant, config, settings, url, allowed):
+    settings.REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS = False
+    config.base_url = url
+    if allowed:
+        config.full_clean()
+    else:
+        with pytest.raises(ValidationError) as refused:
+            config.full_clean()
+        assert "base_url" in refused.value.message_dict
