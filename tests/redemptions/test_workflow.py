@@ -17,6 +17,7 @@ from redemptions.partners import circuit_health
 from redemptions.states import S, transition
 from redemptions.tasks import redemptions_reconcile
 from rewards.models import OutboxEvent
+from rewards.notifications import frame
 from rewards.services import member_token_issue
 from tests.redemptions.helpers import assert_books_balance, balance, member_with, partner_config, reward, stock
 
@@ -355,3 +356,26 @@ def test_a_partner_url_is_checked_when_saved(tenant, config, settings, url, allo
         with pytest.raises(ValidationError) as refused:
             config.full_clean()
         assert "base_url" in refused.value.message_dict
+
+
+def test_the_member_is_told_each_status_with_the_code_once_completed(tenant, config):
+    redemption, member, _ = requested(tenant)
+    workflow.fulfil(redemption.pk)
+    redemption.refresh_from_db()
+
+    frames = [
+        frame(event)
+        for event in OutboxEvent.objects.filter(
+            member_ref=member.external_ref, type__startswith="redemption."
+        ).order_by("position", "created_at")
+    ]
+
+    assert [(f["type"], f["status"]) for f in frames] == [
+        ("REDEMPTION_STATUS", "PENDING"),
+        ("REDEMPTION_STATUS", "COMPLETED"),
+    ]
+    completed = frames[-1]
+    assert completed["redemptionId"] == str(redemption.pk)
+    assert completed["reference"] == redemption.partner_reference
+    assert completed["referenceKind"] == "giftCardCode"
+    assert "memberRef" not in completed
