@@ -37,7 +37,7 @@ from rewards.exceptions import (
 from rewards.ledger import MAX_POINTS, points_transfer, system_account_get
 from rewards.lots import lot_open
 from rewards.models import Account, CreditPackage, CreditPurchase, Member, Transfer
-from rewards.outbox import outbox_write
+from rewards.outbox import outbox_write, points_announce
 from rewards.payments import ChargeResult, GatewayError, GatewayTimeout, GatewayUnavailable, PaymentGateway
 from rewards.payments import payment_gateway as default_gateway
 from tenants.models import Tenant
@@ -292,18 +292,15 @@ def _credit(*, purchase_id, now) -> Transfer:
         # Bought points were paid for: they never expire under the earning policy.
         lot_open(transfer=transfer, member=member)
     CreditPurchase.objects.filter(pk=purchase.pk).update(transfer=transfer)
-    outbox_write(
+    points_announce(
         tenant=tenant,
-        type="points.credited",
-        member_ref=member.external_ref,
-        data={
-            "memberRef": member.external_ref,
-            "points": purchase.points_awarded,
-            "reason": "purchase",
-            "transferId": str(transfer.pk),
-            "balanceAfter": transfer.credit_balance_after,
-            "purchaseId": str(purchase.pk),
-        },
+        member=member,
+        credited=True,
+        points=purchase.points_awarded,
+        reason="purchase",
+        transfer=transfer,
+        balance_after=transfer.credit_balance_after,
+        purchaseId=str(purchase.pk),
     )
     outbox_write(
         tenant=tenant,

@@ -22,3 +22,22 @@ def outbox_write(*, tenant: Tenant, type: str, data: dict, member_ref: str = "",
     # After the row exists: outside a transaction the callback runs at once.
     relay_after_commit()
     return event
+
+
+def points_announce(
+    *, tenant: Tenant, member, credited: bool, points: int, reason: str, transfer, balance_after, **extra
+) -> OutboxEvent:
+    """`points.credited` or `points.debited` for a change of the member's balance by `transfer`."""
+    return outbox_write(
+        tenant=tenant,
+        type="points.credited" if credited else "points.debited",
+        member_ref=member.external_ref,
+        data={
+            "memberRef": member.external_ref,
+            "points": points,
+            "reason": reason,
+            "transferId": str(transfer.pk),
+            "balanceAfter": balance_after,
+            **extra,
+        },
+    )

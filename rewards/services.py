@@ -12,7 +12,7 @@ from rewards.exceptions import IdempotencyKeyConflict, InvalidAmount, MemberAlre
 from rewards.ledger import TransferResult, points_transfer, system_account_get
 from rewards.lots import lot_open, lots_restore, lots_take
 from rewards.models import Account, Member, Transfer
-from rewards.outbox import outbox_write
+from rewards.outbox import points_announce
 from rewards.tokens import member_token_encode
 from tenants.models import Tenant
 
@@ -94,19 +94,16 @@ def points_adjust(
                 lot_open(transfer=result.transfer, member=member)
             else:
                 lots_take(member=member, points=-points)
-            outbox_write(
+            points_announce(
                 tenant=tenant,
-                type="points.credited" if points > 0 else "points.debited",
-                member_ref=member.external_ref,
-                data={
-                    "memberRef": member.external_ref,
-                    "points": abs(points),
-                    "reason": "adjustment",
-                    "transferId": str(result.transfer.pk),
-                    "balanceAfter": result.transfer.credit_balance_after
-                    if points > 0
-                    else result.transfer.debit_balance_after,
-                },
+                member=member,
+                credited=points > 0,
+                points=abs(points),
+                reason="adjustment",
+                transfer=result.transfer,
+                balance_after=result.transfer.credit_balance_after
+                if points > 0
+                else result.transfer.debit_balance_after,
             )
     return result
 
@@ -145,18 +142,15 @@ def points_redeem(
             raise IdempotencyKeyConflict("This redemption was already debited.", field="redemptionId")
         lots = lots_take(member=member, points=points)
         balance = result.transfer.debit_balance_after
-        outbox_write(
+        points_announce(
             tenant=tenant,
-            type="points.debited",
-            member_ref=member.external_ref,
-            data={
-                "memberRef": member.external_ref,
-                "points": points,
-                "reason": "redemption",
-                "redemptionId": redemption_id,
-                "transferId": str(result.transfer.pk),
-                "balanceAfter": balance,
-            },
+            member=member,
+            credited=False,
+            points=points,
+            reason="redemption",
+            transfer=result.transfer,
+            balance_after=balance,
+            redemptionId=redemption_id,
         )
     return RedeemResult(transfer=result.transfer, lots=lots, balance_after=balance)
 
@@ -184,18 +178,15 @@ def points_redeem_refund(
         if not result.created:
             return RedeemResult(transfer=result.transfer, lots=[], balance_after=balance)
         restored = lots_restore(member=member, taken=lots, transfer=result.transfer, now=timezone.now())
-        outbox_write(
+        points_announce(
             tenant=tenant,
-            type="points.credited",
-            member_ref=member.external_ref,
-            data={
-                "memberRef": member.external_ref,
-                "points": points,
-                "reason": "redemption_refund",
-                "redemptionId": redemption_id,
-                "transferId": str(result.transfer.pk),
-                "balanceAfter": balance,
-            },
+            member=member,
+            credited=True,
+            points=points,
+            reason="redemption_refund",
+            transfer=result.transfer,
+            balance_after=balance,
+            redemptionId=redemption_id,
         )
     return RedeemResult(transfer=result.transfer, lots=restored, balance_after=balance)
 

@@ -16,6 +16,14 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     ),
 )
 
+REQUIRED_IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    name=IDEMPOTENCY_KEY_HEADER.name,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    type=str,
+    description=f"Required here (400 without it). {IDEMPOTENCY_KEY_HEADER.description}",
+)
+
 
 class AutoSchema(StandardizedErrorsAutoSchema):
     """Documents the standard error responses of every endpoint."""

@@ -13,22 +13,15 @@ from rest_framework.response import Response
 from core.api.pagination import LedgerCursorPagination
 from core.api.permissions import IsApiKeyOrMember, IsTenantClientOrMemberReading
 from core.api.principals import MemberClient, actor_of
-from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
+from core.api.schema import REQUIRED_IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantOrMemberAPIView
 from core.idempotency import idempotent
 from core.ids import uuid_or_none
 from core.validators import member_ref_validator
 from redemptions import selectors, services
 from redemptions.models import Redemption, RedemptionTransition
+from rewards.api.acting import acting_member
 from rewards.selectors import member_balance, member_get
-
-REQUIRED_IDEMPOTENCY_KEY = OpenApiParameter(
-    name=IDEMPOTENCY_KEY_HEADER.name,
-    location=OpenApiParameter.HEADER,
-    required=True,
-    type=str,
-    description=f"Required here (400 without it). {IDEMPOTENCY_KEY_HEADER.description}",
-)
 
 
 def _actor(request) -> str:
@@ -194,23 +187,14 @@ class RedemptionListCreateApi(TenantOrMemberAPIView, ListAPIView):
                 ),
             ),
         },
-        parameters=[REQUIRED_IDEMPOTENCY_KEY],
+        parameters=[REQUIRED_IDEMPOTENCY_KEY_HEADER],
     )
     @idempotent(required=True)
     def post(self, request):
         serializer = RedemptionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if self.member is not None:
-            if data.get("member_ref", self.member.external_ref) != self.member.external_ref:
-                raise serializers.ValidationError(
-                    {"member_ref": ["A member token redeems for its own member only."]}, code="not_allowed"
-                )
-            member = self.member
-        elif not data.get("member_ref"):
-            raise serializers.ValidationError({"member_ref": ["This field is required."]}, code="required")
-        else:
-            member = member_get(tenant=self.tenant, external_ref=data["member_ref"])
+        member = acting_member(self, data.get("member_ref"), verb="redeems")
         redemption, _ = services.redemption_request(
             tenant=self.tenant,
             member=member,

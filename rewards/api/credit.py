@@ -15,24 +15,16 @@ from rest_framework.response import Response
 
 from core.api.pagination import LedgerCursorPagination
 from core.api.permissions import IsApiKeyOrMember, IsTenantClientOrMemberReading
-from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
+from core.api.schema import REQUIRED_IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantOrMemberAPIView
 from core.idempotency import idempotent
 from core.validators import member_ref_validator
 from rewards import credit, selectors
+from rewards.api.acting import acting_member
 from rewards.credit import MAX_PRICE
 from rewards.ledger import MAX_POINTS
 from rewards.models import CreditPackage, CreditPurchase
 from tenants.models import currency_validator
-
-REQUIRED_IDEMPOTENCY_KEY = OpenApiParameter(
-    name=IDEMPOTENCY_KEY_HEADER.name,
-    location=OpenApiParameter.HEADER,
-    required=True,
-    type=str,
-    description=f"Required here (400 without it). {IDEMPOTENCY_KEY_HEADER.description}",
-)
-
 
 # Packages -------------------------------------------------------------------------------
 
@@ -262,23 +254,14 @@ class CreditPurchaseListCreateApi(TenantOrMemberAPIView, ListAPIView):
                 e503="payment_gateway_unavailable: the gateway cannot be reached; nothing was charged",
             ),
         },
-        parameters=[REQUIRED_IDEMPOTENCY_KEY],
+        parameters=[REQUIRED_IDEMPOTENCY_KEY_HEADER],
     )
     @idempotent(required=True)
     def post(self, request):
         serializer = CreditPurchaseCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if self.member is not None:
-            if data.get("member_ref", self.member.external_ref) != self.member.external_ref:
-                raise serializers.ValidationError(
-                    {"member_ref": ["A member token buys for its own member only."]}, code="not_allowed"
-                )
-            member = self.member
-        elif not data.get("member_ref"):
-            raise serializers.ValidationError({"member_ref": ["This field is required."]}, code="required")
-        else:
-            member = selectors.member_get(tenant=self.tenant, external_ref=data["member_ref"])
+        member = acting_member(self, data.get("member_ref"), verb="buys")
         package = credit.credit_package_get(tenant=self.tenant, package_id=data["package_id"])
         purchase = credit.credit_purchase_start(
             tenant=self.tenant,
