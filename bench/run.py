@@ -30,7 +30,7 @@ from bench.common import progress, report, timed  # noqa: E402
 from rewards.services import member_create, points_adjust  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
-SECTIONS = ("ledger", "catalog", "realtime")
+SECTIONS = ("ledger", "catalog", "redemptions", "realtime")
 
 
 def main() -> None:
@@ -46,8 +46,8 @@ def main() -> None:
     try:
         print(f"machine: {os.cpu_count()} cores, database {connection.vendor}")
         # In production a Celery worker publishes outbound events after each commit; with no
-        # broker here Celery would run the relay inside every request. The ledger and catalog
-        # sections leave it to the worker (it is not there: events stay unpublished), and the
+        # broker here Celery would run the relay inside every request. The ledger, catalog and
+        # redemptions sections leave it to the worker (it is not there: events stay unpublished), and the
         # realtime section measures it with a real worker.
         settings.OUTBOX_RELAY_ON_COMMIT = False
         if "ledger" in wanted:
@@ -56,6 +56,10 @@ def main() -> None:
             from bench.catalog import catalog_bench
 
             catalog_bench()
+        if "redemptions" in wanted:
+            from bench.redemptions import redemptions_bench
+
+            redemptions_bench()
         if "realtime" in wanted:
             from bench.realtime import realtime_bench
 
