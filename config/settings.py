@@ -349,6 +349,9 @@ REDEMPTION_PARTNER_ADAPTERS: dict[str, str] = {}
 # The most units of one item a single redemption may ask for.
 REDEMPTION_MAX_QUANTITY = env_int("REDEMPTION_MAX_QUANTITY", 100)
 
+# The load benchmark's baseline endpoint (/_bench/baseline, core.api.baseline): a 404 unless on.
+BENCH_BASELINE_ENDPOINT = env_bool("BENCH_BASELINE_ENDPOINT", default=False)
+
 # Limits a new tenant starts with (points issued); None means unlimited.
 DEFAULT_TENANT_LIMITS = {
     "GLOBAL": {"max_per_day": None, "max_total": None, "window_days": None},

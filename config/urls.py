@@ -7,6 +7,7 @@ from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
+from core.api.baseline import BaselineApi
 
 api_v1 = [
     path("", include("tenants.api.urls")),
@@ -25,6 +26,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
+    path("_bench/baseline", BaselineApi.as_view(), name="bench-baseline"),  # 404 unless BENCH_BASELINE_ENDPOINT
 ]
 
 
