@@ -8,7 +8,13 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         from campaigns import config  # noqa: F401 - the active-campaign cache follows writes (signals)
         from campaigns.incentives import incentives_provide, incentives_reverse
-        from rewards.contributions import register_incentive_provider, register_refund_listener
+        from campaigns.selectors import action_codes
+        from rewards.contributions import (
+            register_action_catalog,
+            register_incentive_provider,
+            register_refund_listener,
+        )
 
         register_incentive_provider(incentives_provide)
         register_refund_listener(incentives_reverse)
+        register_action_catalog(lambda tenant: sorted(action_codes(tenant=tenant)))

@@ -81,6 +81,7 @@ _tier_provider: TierProvider | None = None
 _tier_batch_provider: "TierBatchProvider | None" = None
 _tier_ladder_provider: TierLadderProvider | None = None
 _incentive_providers: list[IncentiveProvider] = []
+_action_catalog: Callable[[Any], list[str]] | None = None
 _listeners: list[PointsListener] = []
 _refund_listeners: list[RefundListener] = []
 _member_extensions: dict[str, Callable[[Any], dict | None]] = {}
@@ -102,6 +103,17 @@ def register_tier_ladder(provider: TierLadderProvider) -> None:
 def register_incentive_provider(provider: IncentiveProvider) -> None:
     if provider not in _incentive_providers:
         _incentive_providers.append(provider)
+
+
+def register_action_catalog(provider: Callable[[Any], list[str]]) -> None:
+    """`provider(tenant)` lists the action codes the tenant knows (campaigns keeps them)."""
+    global _action_catalog
+    _action_catalog = provider
+
+
+def action_codes(tenant) -> list[str]:
+    """The tenant's known action codes (none without a catalog registered)."""
+    return list(_action_catalog(tenant)) if _action_catalog is not None else []
 
 
 def register_points_listener(listener: PointsListener) -> None:

@@ -26,6 +26,7 @@ from rest_framework.exceptions import ParseError, ValidationError
 from core.api.casing import camel
 from core.api.parsers import CamelCaseJSONParser
 from core.exceptions import DomainError
+from rewards import contributions
 from rewards.api.events import event_validate
 from rewards.categories import category_config_get
 from rewards.earning import ACTION, TRANSACTION_CREATED, TRANSACTION_REFUNDED, event_ingest
@@ -262,16 +263,16 @@ def simulation_members(*, tenant: Tenant) -> list[str]:
 
 
 def simulation_action_codes(*, tenant: Tenant, within: timedelta = timedelta(days=90)) -> list[str]:
-    """The action codes the tenant has sent lately. The catalog of known codes is campaigns'
-    (campaigns.Action), which rewards may not import; what reached the inbox is what rewards
-    can see."""
+    """The tenant's known action codes (its catalog, which campaigns keeps and registers with
+    the engine), and any others it has sent lately."""
     since = datetime.now(UTC) - within
     codes = (
         InboundEvent.objects.filter(tenant=tenant, type=ACTION, occurred_at__gte=since)
         .values_list("payload__action_code", flat=True)
         .distinct()
     )
-    return sorted(code for code in codes[:200] if isinstance(code, str))
+    sent = {code for code in codes[:200] if isinstance(code, str)}
+    return sorted(sent | set(contributions.action_codes(tenant)))
 
 
 def events_simulate(

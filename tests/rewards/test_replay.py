@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from campaigns.services import action_upsert
 from rewards.categories import category_create
 from rewards.models import InboundEvent
 from rewards.selectors import ledger_verify, member_get
@@ -242,6 +243,18 @@ def test_simulate_uses_the_action_codes_the_tenant_has_sent(shop, tmp_path):
 
     actions = [e for e in map(json.loads, path.read_text().splitlines()) if e["type"] == "action"]
     assert len(actions) == 10 and {e["actionCode"] for e in actions} == {"app.login"}
+
+
+def test_simulate_uses_the_tenants_known_action_codes(shop, tmp_path):
+    tenant, _ = shop
+    for code in ("app.open", "review.posted"):
+        action_upsert(tenant=tenant, code=code, description="")
+    path = tmp_path / "events.jsonl"
+
+    run("simulate", events=100, tenant="shop", seed=4, out=str(path), until=UNTIL)
+
+    actions = [e for e in map(json.loads, path.read_text().splitlines()) if e["type"] == "action"]
+    assert len(actions) == 10 and {e["actionCode"] for e in actions} <= {"app.open", "review.posted"}
 
 
 def test_simulate_needs_members(db):
