@@ -184,6 +184,7 @@ def member_get_or_create(*, tenant: Tenant, member_ref: str, locale: str = "", a
     """Events enrol members they name; two events racing to enrol the same one both get it."""
     member = Member.objects.filter(tenant=tenant, external_ref=member_ref).first()
     if member is not None:
+        member.tenant = tenant  # the caller's: what follows reads member.tenant without a query
         return member, False
     try:
         with transaction.atomic():

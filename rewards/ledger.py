@@ -30,16 +30,27 @@ class TransferResult:
     created: bool  # False when the idempotency key had already been used for this transfer
 
 
+# (tenant pk, kind) -> the system account. Those rows are never changed or deleted, so a
+# process keeps each one it has seen committed: every earning needs one, and this saves the
+# query. Only committed rows go in (a transaction that created one may still roll back).
+_system_accounts: dict[tuple, Account] = {}
+
+
 def system_account_get(*, tenant: Tenant, kind: str) -> Account:
     """The tenant's system account of a kind, created on first use (race-safe)."""
-    account = Account.objects.filter(tenant=tenant, kind=kind, member__isnull=True).first()
+    key = (tenant.pk, kind)
+    account = _system_accounts.get(key)
     if account is not None:
         return account
-    try:
-        with transaction.atomic():
-            return Account.objects.create(tenant=tenant, kind=kind, member=None, balance=None)
-    except IntegrityError:
-        return Account.objects.get(tenant=tenant, kind=kind, member__isnull=True)
+    account = Account.objects.filter(tenant=tenant, kind=kind, member__isnull=True).first()
+    if account is None:
+        try:
+            with transaction.atomic():
+                account = Account.objects.create(tenant=tenant, kind=kind, member=None, balance=None)
+        except IntegrityError:
+            account = Account.objects.get(tenant=tenant, kind=kind, member__isnull=True)
+    transaction.on_commit(lambda: _system_accounts.setdefault(key, account))
+    return account
 
 
 def _move(account_id: int, delta: int) -> int | None:
