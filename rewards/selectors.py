@@ -35,6 +35,7 @@ def member_get(*, tenant: Tenant, external_ref: str) -> Member:
     member = _with_balance(Member.objects.filter(tenant=tenant, external_ref=external_ref)).first()
     if member is None:
         raise MemberNotFound(field="memberRef")
+    member.tenant = tenant  # what reads member.tenant next (its tier, its locale) needs no query
     return member
 
 

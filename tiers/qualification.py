@@ -292,7 +292,7 @@ def tier_name(tier: Tier, locale: str, default_locale: str) -> str:
 def member_tier_summary(member: Member) -> dict | None:
     """The member's tier and progress to the next one, or None if the tenant has no tiers."""
     tenant = member.tenant
-    tiers = tiers_of(tenant)
+    tiers = tier_list(tenant=tenant)  # cached: /me reads it on every call
     if not tiers:
         return None
     now = timezone.now()

@@ -1,0 +1,57 @@
+"""Query counts of the hot read and write paths, pinned: a change that adds a query per
+request shows here before it shows in the load benchmark."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from rewards.services import member_token_issue, points_adjust
+from tests.catalog.helpers import put_in_tier, tier_ladder
+from tests.factories import MemberFactory
+
+# Committed setup, as in production: caches only serve what a committed write left behind.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def queries_of(call) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    assert response.status_code < 300, response.content
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_me_reads_the_member_once_and_the_tiers_from_the_cache(tenant):
+    ladder = tier_ladder(tenant)
+    member = MemberFactory(tenant=tenant)
+    put_in_tier(member, ladder["silver"])
+    points_adjust(tenant=tenant, member=member, points=10, reason="x", actor="t")
+    token, _ = member_token_issue(member=member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    client.get("/api/v1/me")  # warms the tier cache
+
+    sql = queries_of(lambda: client.get("/api/v1/me"))
+
+    # the token's member (with its tenant), the member with its balance, expiring points, and
+    # the tier: assignment, policy, qualifying points; the tier list and the tenant come
+    # from the cache and the token's member
+    assert len(sql) == 6, "\n".join(sql)
+    assert not [q for q in sql if 'FROM "tiers_tier"' in q or 'FROM "tenants_tenant"' in q]
+
+
+def test_an_event_through_the_whole_engine(tenant, api_client):
+    ladder = tier_ladder(tenant)
+    member = MemberFactory(tenant=tenant)
+    put_in_tier(member, ladder["silver"])
+    body = {"type": "transaction.created", "memberRef": member.external_ref, "amount": "12.50", "currency": "USD"}
+    api_client.post("/api/v1/events", {**body, "eventId": "warm"}, format="json")  # system accounts, caches
+
+    sql = queries_of(lambda: api_client.post("/api/v1/events", {**body, "eventId": "e-1"}, format="json"))
+
+    # 32 round trips: BEGIN and COMMIT, 10 savepoints, the inbox row, the member and its account row
+    # lock, tier and limits, the ledger transfer with its lot and event, the tier's qualifying
+    # points and re-evaluation. No query for the tenant, its system accounts or its tier list.
+    assert len(sql) == 32, "\n".join(sql)
+    assert not [q for q in sql if 'FROM "tenants_tenant"' in q]
+    assert sum('FROM "rewards_account"' in q for q in sql) == 2  # the member's accounts only
