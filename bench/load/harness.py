@@ -15,6 +15,9 @@ to bench/results/load-<UTC timestamp>.json.
     BENCH_WORKER_CONCURRENCY  Celery prefork processes (2)
     BENCH_DRAIN_SECONDS    the longest to wait for the worker to drain (240)
     BENCH_MEMORY_INTERVAL  seconds between memory samples (30)
+    BENCH_LOAD_MEMBERS, BENCH_LOAD_ITEMS  the tenant's size (100,000 each)
+    BENCH_LOAD_CAMPAIGNS   active campaigns (3; fewer to see what they cost)
+    BENCH_LOG_LEVEL        the server's and the worker's log level (WARNING)
     plus the scenario knobs in bench.load.scenarios.
 """
 

@@ -64,7 +64,7 @@ def load(*, partner_url: str, seed: int = 20261215) -> Loaded:
     rng = random.Random(seed)
     tenant, issued = tenant_create(
         name=f"bench-load-{uuid.uuid4().hex[:8]}",
-        limits={"GLOBAL": {"max_per_day": 10**11}, "USER": {"max_per_day": 1_000_000, "max_total": 10**9}},
+        limits={"GLOBAL": {"max_per_day": 10**11}, "USER": {"max_per_day": 1_000_000}},
     )
     tiers = _config(tenant)
     _members(tenant, tiers, rng)

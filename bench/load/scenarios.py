@@ -6,13 +6,14 @@ Durations, rates and concurrency come from the environment (defaults keep `make 
 BENCH=load` under ~8 minutes on 2 cores):
 
     BENCH_LOAD_SECONDS       seconds of each closed-loop scenario (15)
-    BENCH_LOAD_CONCURRENCY   connections of the closed-loop scenarios (16)
+    BENCH_LOAD_CONCURRENCY   connections of the closed-loop scenarios (2 a core)
     BENCH_EVENTS_RATE        open-loop target rate of single events, events/s (300)
     BENCH_OPEN_SECONDS       seconds of the open-loop scenario (20)
     BENCH_BATCH_SIZE         events per batch (500)
     BENCH_BATCHES            batches posted, one after another (2)
     BENCH_REDEMPTIONS        requests in the redemption burst (3000) ...
     BENCH_REDEMPTIONS_SECONDS  ... or as many as this many seconds allow (60)
+    BENCH_BURST_CONCURRENCY  connections of the redemption burst (16)
     BENCH_SOAK_SECONDS       mixed load at the end while memory is watched (30; 600 for a soak)
     BENCH_LOAD_SCENARIOS     only these scenarios (names, comma-separated; all by default)
 """
@@ -60,7 +61,9 @@ def scenarios() -> list[Scenario]:
     """The measured scenarios, in the order they run (searches before the redemptions, whose
     stock changes may retire cached searches)."""
     seconds = _env_int("BENCH_LOAD_SECONDS", 15)
-    concurrency = _env_int("BENCH_LOAD_CONCURRENCY", 16)
+    # Two connections a core keep every core busy; more only queue (and, with the GIL, thrash),
+    # which inflates latency and lowers throughput on a small machine.
+    concurrency = _env_int("BENCH_LOAD_CONCURRENCY", 2 * (os.cpu_count() or 1))
     batch = _env_int("BENCH_BATCH_SIZE", 500)
     every = [
         Scenario("baseline", "baseline: UPDATE + INSERT", "baseline", "closed", seconds, concurrency=concurrency),
@@ -106,7 +109,7 @@ def scenarios() -> list[Scenario]:
             "count",
             _env_int("BENCH_REDEMPTIONS_SECONDS", 60),  # a cap: the burst stops there if not done
             total=_env_int("BENCH_REDEMPTIONS", 3000),
-            concurrency=concurrency,
+            concurrency=_env_int("BENCH_BURST_CONCURRENCY", 16),  # many members at once
         ),
     ]
     wanted = [name.strip() for name in os.environ.get("BENCH_LOAD_SCENARIOS", "").split(",") if name.strip()]
