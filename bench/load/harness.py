@@ -106,8 +106,15 @@ class Platform:
         return f"{server}; celery worker prefork x {self.worker_concurrency} on Redis"
 
     def env(self) -> dict:
+        extra = {}
+        if self.kind == "uvicorn":
+            # Under ASGI each sync view runs on an executor thread, and a persistent connection is
+            # per thread: with DB_CONN_MAX_AGE they pile up until PostgreSQL refuses new clients
+            # ("too many clients already"). A connection per request is what works there.
+            extra["DB_CONN_MAX_AGE"] = "0"
         return {
             **os.environ,
+            **extra,
             "DATABASE_URL": database_url(connection.settings_dict),
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": settings.REDIS_URL,
@@ -164,7 +171,7 @@ class Platform:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the server did not listen within 90 s") from None
                 time.sleep(0.2)
-        # Every worker process up: each answers the baseline once it has imported the app.
+        # Every worker process forked (the warm-up then has each of them load the app).
         while len(self.server_workers()) < self.workers:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server's workers did not start within 90 s")
@@ -233,12 +240,16 @@ def _rss(processes: list[psutil.Process]) -> int:
     return total
 
 
-def _cpu(processes: list[psutil.Process]) -> float:
+def _cpu(processes: list[psutil.Process], *, reaped: bool = True) -> float:
+    """CPU seconds of the processes, and (reaped) of their children that have exited since
+    (PostgreSQL's parallel query workers, for one)."""
     total = 0.0
     for process in processes:
         with suppress(psutil.Error):
             times = process.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
+            total += times.user + times.system
+            if reaped:
+                total += times.children_user + times.children_system
     return total
 
 
@@ -352,8 +363,15 @@ def _generate(context: dict, scenario: plan.Scenario, platform: Platform, workdi
     spec = workdir / f"{scenario.name}.json"
     spec.write_text(json.dumps({"context": context, "scenario": scenario.as_dict()}))
     server, worker, postgres = _tree(platform.server.pid), _tree(platform.worker.pid), _postgres()
-    harness = [psutil.Process()]
-    before = (_cpu(server), _cpu(worker), _cpu(postgres), _cpu(harness), _busy_seconds(), time.monotonic())
+    harness = [psutil.Process()]  # without its reaped children: the load generator counts its own
+    before = (
+        _cpu(server),
+        _cpu(worker),
+        _cpu(postgres),
+        _cpu(harness, reaped=False),
+        _busy_seconds(),
+        time.monotonic(),
+    )
     limit = (scenario.duration or 600) + 600
     with WaitSampler() as waits:
         done = subprocess.run(
@@ -371,7 +389,7 @@ def _generate(context: dict, scenario: plan.Scenario, platform: Platform, workdi
         _cpu(server) - before[0],
         _cpu(worker) - before[1],
         _cpu(postgres) - before[2],
-        _cpu(harness) - before[3],
+        _cpu(harness, reaped=False) - before[3],
     )
     busy, wall = _busy_seconds() - before[4], time.monotonic() - before[5]
     client_s = result["client_cpu_seconds"]
