@@ -448,16 +448,19 @@ def _line(result: dict) -> str:
     )
 
 
-def _drain(tenant, platform: Platform) -> float:
+def _drain(tenant, platform: Platform) -> tuple[float, int]:
     """Wait until the worker has published every outbound event and taken every redemption to a
-    final status (and its queue is empty); how long it took."""
+    final status (and its queue is empty): how long it took, and how many redemptions were
+    still open at the start."""
     started = time.monotonic()
+    first_open = None
     deadline = started + _env_int("BENCH_DRAIN_SECONDS", 240)
     open_statuses = [Redemption.Status.PENDING, Redemption.Status.FULFILLING]
     while True:
         unpublished = OutboxEvent.objects.filter(tenant=tenant, published_at__isnull=True).count()
         open_redemptions = Redemption.objects.filter(tenant=tenant, status__in=open_statuses).count()
         queued = platform.queue_length()
+        first_open = open_redemptions if first_open is None else first_open
         print(
             f"\r  draining the worker: {unpublished} events unpublished, {open_redemptions} redemptions open, "
             f"{queued} tasks queued   ",
@@ -466,10 +469,10 @@ def _drain(tenant, platform: Platform) -> float:
         )
         if not (unpublished or open_redemptions or queued):
             print()
-            return time.monotonic() - started
+            return time.monotonic() - started, first_open
         if time.monotonic() > deadline:
             print("\n  the worker did not drain in time; the figures below include what is still open")
-            return time.monotonic() - started
+            return time.monotonic() - started, first_open
         time.sleep(1)
 
 
@@ -643,9 +646,11 @@ def _run(stack: ExitStack, workdir: Path, logs: Path) -> None:
         for failure in result["failures"][:2]:
             print(f"    e.g. {failure}")
 
-    drained = _drain(tenant, platform)
-    print(f"  worker drained in {drained:.0f} s")
+    drained, still_open = _drain(tenant, platform)
+    rate = f"; {still_open} redemptions were still open, {still_open / drained:.0f}/s" if still_open else ""
+    print(f"  worker drained in {drained:.0f} s{rate}")
     invariants = _invariants(tenant, loaded.redeem_items, sandbox)
+    invariants.update(drain_seconds=drained, redemptions_open_after_burst=still_open)
     print(
         f"  invariants: ledger_verify ok={invariants['ledger_ok']}, negative balances "
         f"{invariants['negative_balances']}, lots != balance {invariants['lots_not_matching_balance']}, "

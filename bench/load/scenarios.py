@@ -12,7 +12,7 @@ BENCH=load` under ~8 minutes on 2 cores):
     BENCH_BATCH_SIZE         events per batch (500)
     BENCH_BATCHES            batches posted, one after another (2)
     BENCH_REDEMPTIONS        requests in the redemption burst (3000) ...
-    BENCH_REDEMPTIONS_SECONDS  ... or as many as this many seconds allow (60)
+    BENCH_REDEMPTIONS_SECONDS  ... or as many as this many seconds allow (40)
     BENCH_BURST_CONCURRENCY  connections of the redemption burst (16)
     BENCH_SOAK_SECONDS       mixed load at the end while memory is watched (30; 600 for a soak)
     BENCH_LOAD_SCENARIOS     only these scenarios (names, comma-separated; all by default)
@@ -107,7 +107,7 @@ def scenarios() -> list[Scenario]:
             "POST /redemptions (burst)",
             "redemption",
             "count",
-            _env_int("BENCH_REDEMPTIONS_SECONDS", 60),  # a cap: the burst stops there if not done
+            _env_int("BENCH_REDEMPTIONS_SECONDS", 40),  # a cap: the burst stops there if not done
             total=_env_int("BENCH_REDEMPTIONS", 3000),
             concurrency=_env_int("BENCH_BURST_CONCURRENCY", 16),  # many members at once
         ),
