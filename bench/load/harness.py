@@ -578,6 +578,10 @@ def load_bench() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupted)
+    # This process only loads and checks; publishing is the worker's (a section before may have
+    # switched it on here).
+    relay = settings.OUTBOX_RELAY_ON_COMMIT
+    settings.OUTBOX_RELAY_ON_COMMIT = False
     logs = Path(tempfile.mkdtemp(prefix="bench-load-logs-"))
     keep_logs = False
     try:
@@ -590,6 +594,7 @@ def load_bench() -> None:
                 raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        settings.OUTBOX_RELAY_ON_COMMIT = relay
         if keep_logs:
             print(f"\n  the server's and the worker's logs are kept in {logs}")
         else:
