@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from prometheus_client import Counter
 
 from rewards.models import Account, Member, Transfer
@@ -170,8 +170,12 @@ def issued_in(*, tenant: Tenant, member: Member | None, start: datetime | None, 
     if end is not None:
         transfers = transfers.filter(created_at__lt=end)
     if member is not None:
-        accounts = Account.objects.filter(member=member)
-        transfers = transfers.filter(Q(credit_account__in=accounts) | Q(debit_account__in=accounts))
+        # Earnings credit the member's accounts and reversals debit them: one query per side,
+        # each on its account index (an OR of the two sides scans every transfer of the tenant).
+        accounts = list(Account.objects.filter(member=member).values_list("pk", flat=True))
+        earned = transfers.filter(kind=Transfer.Kind.EARN, credit_account__in=accounts)
+        reversed_ = transfers.filter(kind=Transfer.Kind.REVERSAL, debit_account__in=accounts)
+        return (earned.aggregate(s=Sum("amount"))["s"] or 0) - (reversed_.aggregate(s=Sum("amount"))["s"] or 0)
     sums = dict(transfers.values_list("kind").annotate(s=Sum("amount")).order_by())
     return (sums.get(Transfer.Kind.EARN) or 0) - (sums.get(Transfer.Kind.REVERSAL) or 0)
 
