@@ -14,6 +14,7 @@ compensate: a FAILED redemption whose order may exist at the partner (an attempt
 """
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -60,8 +61,6 @@ class Step:
 
 def partner_settings(config: PartnerConfig) -> PartnerSettings:
     """The adapter's view of a partner configuration, its credential read from the environment."""
-    import os
-
     return PartnerSettings(
         tenant_id=str(config.tenant_id),
         code=config.partner.code,
@@ -174,6 +173,17 @@ def fulfilment_request(redemption: Redemption) -> FulfilmentRequest:
     )
 
 
+def _outcome_of(exc: PartnerError) -> str:
+    """How a failed partner call is recorded."""
+    if isinstance(exc, CircuitOpen):
+        return FulfilmentAttempt.Outcome.CIRCUIT_OPEN
+    if isinstance(exc, PartnerTimeout):
+        return FulfilmentAttempt.Outcome.TIMEOUT
+    if isinstance(exc, PartnerRejected):
+        return FulfilmentAttempt.Outcome.REJECTED
+    return FulfilmentAttempt.Outcome.UNAVAILABLE
+
+
 def _claim(redemption: Redemption, now: datetime, actor: str) -> bool:
     """Hold the redemption for one attempt (PENDING → FULFILLING, or a takeover of a
     FULFILLING one nobody holds)."""
@@ -231,14 +241,7 @@ def fulfil(redemption_id, *, actor: str = WORKER) -> Step:
         fail(redemption, code="partner_rejected", reason=str(exc) or "The partner refused the order.", actor=actor)
         return compensate(redemption, actor=actor)
     except PartnerError as exc:
-        outcome = (
-            FulfilmentAttempt.Outcome.CIRCUIT_OPEN
-            if isinstance(exc, CircuitOpen)
-            else FulfilmentAttempt.Outcome.TIMEOUT
-            if isinstance(exc, PartnerTimeout)
-            else FulfilmentAttempt.Outcome.UNAVAILABLE
-        )
-        _record(redemption, "fulfil", outcome, started, str(exc))
+        _record(redemption, "fulfil", _outcome_of(exc), started, str(exc))
         return _transient(redemption, exc, maybe_placed=bool(exc.maybe_placed), actor=actor)
     _record(redemption, "fulfil", FulfilmentAttempt.Outcome.OK, started)
     return complete(redemption, result, actor=actor)
@@ -333,16 +336,7 @@ def compensate(redemption: Redemption, *, actor: str = WORKER) -> Step:
                 redemption_id=str(redemption.pk)
             )
         except PartnerError as exc:
-            outcome = (
-                FulfilmentAttempt.Outcome.CIRCUIT_OPEN
-                if isinstance(exc, CircuitOpen)
-                else FulfilmentAttempt.Outcome.TIMEOUT
-                if isinstance(exc, PartnerTimeout)
-                else FulfilmentAttempt.Outcome.REJECTED
-                if isinstance(exc, PartnerRejected)
-                else FulfilmentAttempt.Outcome.UNAVAILABLE
-            )
-            _record(redemption, "void", outcome, started, str(exc))
+            _record(redemption, "void", _outcome_of(exc), started, str(exc))
             logger.warning("redemption refund waits for the partner's void", extra={"redemption": str(redemption.pk)})
             return Step("void_pending", retry_in=backoff(min(redemption.attempts, 6)))
         outcome = FulfilmentAttempt.Outcome.OK if voided else FulfilmentAttempt.Outcome.REJECTED
