@@ -277,10 +277,13 @@ class Incentive(models.Model):
     explanation = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     issued_at = models.DateTimeField()
     reversed_at = models.DateTimeField(null=True, blank=True)
+    # The inserting transaction's id, set by the database (core.changefeed): the export's order.
+    tx_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["member", "-issued_at"], name="incentive_member_issued"),
+            models.Index(fields=["tenant", "tx_id", "id"], name="incentive_changefeed"),
             models.Index(fields=["tenant", "event_id"], name="incentive_event"),
             models.Index(fields=["campaign", "-issued_at"], name="incentive_campaign_issued"),
         ]

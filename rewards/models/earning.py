@@ -90,12 +90,16 @@ class InboundEvent(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     points = models.BigIntegerField(default=0, help_text="Points this event moved (negative for reversals).")
     received_at = models.DateTimeField(auto_now_add=True)
+    # The inserting transaction's id, set by the database (core.changefeed): insights read
+    # processed events in this order.
+    tx_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "event_id"], name="inbox_event_unique_per_tenant")]
         indexes = [
             models.Index(fields=["tenant", "type", "occurred_at"], name="inbox_tenant_type_occurred"),
             models.Index(fields=["tenant", "member_ref", "-occurred_at"], name="inbox_member_occurred"),
+            models.Index(fields=["tx_id", "id"], name="inbox_changefeed"),
         ]
 
     def __str__(self) -> str:

@@ -86,6 +86,8 @@ class Transfer(models.Model):
     debit_balance_after = models.BigIntegerField(null=True, blank=True)
     credit_balance_after = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The inserting transaction's id, set by the database (core.changefeed): the export's order.
+    tx_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -97,6 +99,7 @@ class Transfer(models.Model):
             models.Index(fields=["debit_account", "-created_at"], name="transfer_debit_created"),
             models.Index(fields=["credit_account", "-created_at"], name="transfer_credit_created"),
             models.Index(fields=["tenant", "reference_type", "reference_id"], name="transfer_reference"),
+            models.Index(fields=["tenant", "tx_id", "id"], name="transfer_changefeed"),
         ]
 
     def __str__(self) -> str:
