@@ -191,6 +191,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "webhooks-due-sweep": {"task": "tenants.tasks.webhooks_due_sweep", "schedule": timedelta(seconds=30)},
     "redemptions-reconcile": {"task": "redemptions.tasks.redemptions_reconcile", "schedule": timedelta(minutes=1)},
+    "insights-rollups-update": {
+        "task": "insights.tasks.rollups_update",
+        "schedule": timedelta(seconds=int(os.environ.get("INSIGHTS_ROLLUP_INTERVAL_SECONDS") or 15)),
+    },
 }
 
 # Auth, API, schema ---------------------------------------------------------------------
@@ -348,6 +352,24 @@ REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS = env_bool("REDEMPTION_PARTNER_ALLOW_PR
 REDEMPTION_PARTNER_ADAPTERS: dict[str, str] = {}
 # The most units of one item a single redemption may ask for.
 REDEMPTION_MAX_QUANTITY = env_int("REDEMPTION_MAX_QUANTITY", 100)
+
+# Insights (insights/). Spending rollups are brought up to date from processed events by a
+# beat task every INSIGHTS_ROLLUP_INTERVAL_SECONDS (above); answers are cached for
+# INSIGHTS_CACHE_SECONDS and retired when the member's rollups change.
+INSIGHTS_CACHE_SECONDS = env_int("INSIGHTS_CACHE_SECONDS", 300)
+# Value optimization: per-kind value-per-point rates are cached this long (seed 000's "rates").
+INSIGHTS_RATES_CACHE_SECONDS = env_int("INSIGHTS_RATES_CACHE_SECONDS", 600)
+# Points expiring within this many days are surfaced by recommendations.
+INSIGHTS_EXPIRING_SOON_DAYS = env_int("INSIGHTS_EXPIRING_SOON_DAYS", 30)
+# The optional LLM provider for POST /api/v1/ai/recommendation (an OpenAI-compatible chat
+# completions endpoint). Unset: the rule-based engine answers. Any error, a timeout or an
+# answer that is not the expected JSON falls back to the rules.
+AI_PROVIDER_URL = os.environ.get("AI_PROVIDER_URL", "")
+AI_PROVIDER_MODEL = os.environ.get("AI_PROVIDER_MODEL", "")
+AI_PROVIDER_API_KEY = os.environ.get("AI_PROVIDER_API_KEY", "")
+AI_PROVIDER_TIMEOUT_SECONDS = float(os.environ.get("AI_PROVIDER_TIMEOUT_SECONDS") or 30)
+# Analytics export pages (GET /api/v1/exports/...): rows per page at most.
+EXPORT_PAGE_MAX = env_int("EXPORT_PAGE_MAX", 10_000)
 
 # The load benchmark's baseline endpoint (/_bench/baseline, core.api.baseline): a 404 unless on.
 BENCH_BASELINE_ENDPOINT = env_bool("BENCH_BASELINE_ENDPOINT", default=False)

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("tiers.api.urls")),
     path("", include("catalog.api.urls")),
     path("", include("redemptions.api.urls")),
+    path("", include("insights.api.urls")),
 ]
 
 urlpatterns = [

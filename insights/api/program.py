@@ -1,0 +1,3 @@
+"""Routes of this part of insights; its views arrive with it."""
+
+urlpatterns: list = []
