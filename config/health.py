@@ -10,6 +10,10 @@ from django.http import JsonResponse
 
 logger = logging.getLogger(__name__)
 
+# The AI provider's probe waits at most this long: readiness probes time out in a second or
+# two, and a slow optional provider must not turn "degraded" into "not ready".
+AI_PROVIDER_PROBE_SECONDS = 1.0
+
 
 def health(request):
     """Liveness: the process answers. Checks nothing else."""
@@ -37,13 +41,23 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
+def _check_ai_provider() -> None:
+    from insights.ai.llm import provider_probe
+
+    provider_probe(
+        url=settings.AI_PROVIDER_URL, timeout=min(settings.AI_PROVIDER_TIMEOUT_SECONDS, AI_PROVIDER_PROBE_SECONDS)
+    )
+
+
 def ready(request):
     """Readiness: the database, the cache and (when configured) the broker answer. 503 names
-    what failed."""
+    what failed. The AI provider (when configured) is optional, since recommendations fall
+    back to rules without it: when it does not answer it is reported as degraded, still 200."""
     checks = {"database": _check_database, "cache": _check_cache}
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         checks["broker"] = _check_broker
-    results, failed = {}, []
+    optional = {"aiProvider": _check_ai_provider} if settings.AI_PROVIDER_URL else {}
+    results, failed, degraded = {}, [], []
     for name, check in checks.items():
         try:
             check()
@@ -52,7 +66,17 @@ def ready(request):
             logger.warning("readiness check failed", extra={"check": name, "error": str(exc)})
             results[name] = f"error: {exc.__class__.__name__}"
             failed.append(name)
-    body = {"status": "unavailable" if failed else "ok", "checks": results}
+    for name, check in optional.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "degraded"
+            logger.warning("readiness check degraded", extra={"check": name, "error": str(exc)})
+            results[name] = "degraded"
+            degraded.append(name)
+    body = {"status": "unavailable" if failed else "degraded" if degraded else "ok", "checks": results}
     if failed:
         body["failed"] = failed
+    if degraded:
+        body["degraded"] = degraded
     return JsonResponse(body, status=503 if failed else 200)
