@@ -357,6 +357,8 @@ REDEMPTION_MAX_QUANTITY = env_int("REDEMPTION_MAX_QUANTITY", 100)
 # beat task every INSIGHTS_ROLLUP_INTERVAL_SECONDS (above); answers are cached for
 # INSIGHTS_CACHE_SECONDS and retired when the member's rollups change.
 INSIGHTS_CACHE_SECONDS = env_int("INSIGHTS_CACHE_SECONDS", 300)
+# Without a broker there is no beat: reading insights first brings the rollups up to date.
+INSIGHTS_ROLLUPS_ON_READ = env_bool("INSIGHTS_ROLLUPS_ON_READ", default=CELERY_TASK_ALWAYS_EAGER)
 # Value optimization: per-kind value-per-point rates are cached this long (seed 000's "rates").
 INSIGHTS_RATES_CACHE_SECONDS = env_int("INSIGHTS_RATES_CACHE_SECONDS", 600)
 # Points expiring within this many days are surfaced by recommendations.

@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+OWN_SQL = "pg_current_xact_id_if_assigned()::text::bigint"
 
 
 def trigger_forwards(table: str):
@@ -89,9 +90,10 @@ class Cursor:
 
 def settled(queryset: QuerySet) -> QuerySet:
     """Only rows whose transactions had all finished when the statement began: nothing
-    that commits later can sort before them."""
+    that commits later can sort before them. The reader's own transaction's rows count too
+    (they commit or roll back with whatever the reader records of them)."""
     if connection.vendor == "postgresql":
-        return queryset.filter(tx_id__lt=RawSQL(HORIZON_SQL, []))
+        return queryset.filter(Q(tx_id__lt=RawSQL(HORIZON_SQL, [])) | Q(tx_id=RawSQL(OWN_SQL, [])))
     return queryset.filter(tx_id__isnull=False)
 
 

@@ -44,6 +44,13 @@ def _fulfil_only_where_asked(request, settings):
     settings.REDEMPTION_PARTNER_ALLOW_PRIVATE_TARGETS = True
 
 
+@pytest.fixture(autouse=True)
+def _rollups_when_asked(settings):
+    """Insights tests bring the spending rollups up to date themselves (the worker's beat
+    does in production), so reading insights does not do it for them."""
+    settings.INSIGHTS_ROLLUPS_ON_READ = False
+
+
 @pytest.fixture
 def tenant(db):
     return TenantFactory()
