@@ -29,6 +29,7 @@ run: $(DEPS)
 	@$(PY) manage.py seed_demo_campaigns
 	@$(PY) manage.py seed_demo_catalog
 	@$(PY) manage.py seed_demo_redemptions
+	@$(PY) manage.py seed_demo_insights
 	@bash scripts/run.sh
 
 ## make test: lint, contracts, migrations check and the whole suite on PostgreSQL and Redis
