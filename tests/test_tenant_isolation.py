@@ -228,6 +228,20 @@ CASES = [
     Case("api/v1/me/notifications", "get", "/api/v1/me/notifications", 200, caller="b_token"),
     Case("api/v1/me/notifications", "get", "/api/v1/me/notifications?after={a_event}", 404, caller="b_token"),
     Case("api/v1/me/notifications", "get", "/api/v1/me/notifications", 403),
+    # insights
+    Case("api/v1/members/<str:member_ref>/insights", "get", "/api/v1/members/{a_ref}/insights", 404),
+    Case("api/v1/me/insights", "get", "/api/v1/me/insights", 200, caller="b_token"),
+    Case("api/v1/me/insights", "get", "/api/v1/me/insights", 403),
+    Case("api/v1/members/<str:member_ref>/recommendations", "get", "/api/v1/members/{a_ref}/recommendations", 404),
+    Case("api/v1/me/recommendations", "get", "/api/v1/me/recommendations", 200, caller="b_token"),
+    Case("api/v1/me/recommendations", "get", "/api/v1/me/recommendations", 403),
+    Case("api/v1/ai/recommendation", "post", "/api/v1/ai/recommendation", 404, {"memberRef": A_REF}),
+    Case("api/v1/ai/recommendation", "post", "/api/v1/ai/recommendation", 200, {}, caller="b_token"),
+    Case("api/v1/exports/transfers", "get", "/api/v1/exports/transfers", 200),
+    Case("api/v1/exports/incentives", "get", "/api/v1/exports/incentives", 200),
+    Case("api/v1/exports/transfers", "get", "/api/v1/exports/transfers", 403, caller="b_token"),
+    Case("api/v1/insights/program", "get", "/api/v1/insights/program", 200),
+    Case("api/v1/insights/program", "get", "/api/v1/insights/program", 403, caller="b_token"),
     # Events name members and events in the caller's own namespace: A's memberRef from B's key
     # enrols a member of B, and A's eventId is unknown to B.
     Case(
