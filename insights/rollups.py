@@ -241,9 +241,7 @@ def _upsert(summed: dict[tuple, Cell]) -> set[tuple]:
     table = SpendingRollup._meta.db_table
     names = ("tenant_id", "member_id", "day", "category", *COLUMNS)
     fields = [SpendingRollup._meta.get_field(name.removesuffix("_id")) for name in names]
-    rows = [
-        tuple(f.get_db_prep_save(value, connection) for f, value in zip(fields, row, strict=True)) for row in rows
-    ]
+    rows = [tuple(f.get_db_prep_save(value, connection) for f, value in zip(fields, row, strict=True)) for row in rows]
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COLUMNS)
     rows.sort(key=lambda row: row[:4])  # one lock order for every writer
     with connection.cursor() as cursor:
