@@ -186,7 +186,7 @@ def status_chart(*, by_status: list[dict]) -> dict:
             {
                 "label": status["status"].title(),
                 "y": y,
-                "text_y": y + row * 0.7,
+                "text_y": round(y + row * 0.7, 1),
                 "width": round(bar_space * status["count"] / high, 1),
                 "count": status["count"],
                 "count_x": label_width + round(bar_space * status["count"] / high, 1) + 6,
