@@ -376,6 +376,12 @@ EXPORT_PAGE_MAX = env_int("EXPORT_PAGE_MAX", 10_000)
 # The load benchmark's baseline endpoint (/_bench/baseline, core.api.baseline): a 404 unless on.
 BENCH_BASELINE_ENDPOINT = env_bool("BENCH_BASELINE_ENDPOINT", default=False)
 
+# The member demo app (/demo/, config.demo): signs in as a member of the tenant with this slug
+# and hands that tenant's member tokens to whoever opens it, so it is for development only (a
+# 404 unless on).
+DEMO_APP_ENABLED = env_bool("DEMO_APP_ENABLED", default=DEBUG)
+DEMO_APP_TENANT = os.environ.get("DEMO_APP_TENANT") or "demo"
+
 # Limits a new tenant starts with (points issued); None means unlimited.
 DEFAULT_TENANT_LIMITS = {
     "GLOBAL": {"max_per_day": None, "max_total": None, "window_days": None},
@@ -448,6 +454,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]  # the demo app's script and styles (static/demo/)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -28,6 +28,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
     path("_bench/baseline", BaselineApi.as_view(), name="bench-baseline"),  # 404 unless BENCH_BASELINE_ENDPOINT
+    path("demo/", include("config.demo")),  # the member demo app; 404 unless DEMO_APP_ENABLED
 ]
 
 
