@@ -10,7 +10,7 @@ DEPS := $(VENV)/.deps-installed
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/loyalty)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test setup lint check-migrations contracts pytest bench services lock clean
+.PHONY: run test setup chromium lint check-migrations contracts pytest bench services lock clean
 
 $(DEPS): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ $(DEPS): requirements.txt requirements-dev.txt
 	@touch $@
 
 setup: $(DEPS)
+
+# The browser tests (tests/browser) drive Debian's chromium through Playwright, which never
+# downloads a browser of its own. Installed here when missing; if that fails the tests say so.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || { \
+		echo "==> installing chromium (Debian package) for the browser tests"; \
+		log=$$(mktemp); \
+		{ $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium; } >"$$log" 2>&1 \
+		|| { cat "$$log" >&2; echo "!!! could not install chromium: the browser tests (tests/browser) will fail" \
+			"until $(CHROMIUM) exists (apt-get install chromium)" >&2; }; \
+		rm -f "$$log"; }
 
 ## make run: set up and start the platform (embedded defaults unless DATABASE_URL/REDIS_URL/CELERY_BROKER_URL)
 run: $(DEPS)
@@ -33,7 +47,7 @@ run: $(DEPS)
 	@bash scripts/run.sh
 
 ## make test: lint, contracts, migrations check and the whole suite on PostgreSQL and Redis
-test: $(DEPS)
+test: $(DEPS) chromium
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
 	@DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) scripts/ensure_database.py
 	@echo "==> ruff check" && $(BIN)/ruff check .
