@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
 from rewards.models import Member
@@ -42,8 +43,9 @@ class Command(BaseCommand):
         members = list(Member.objects.filter(tenant=tenant).select_related("tenant"))
         now = timezone.now()
         for n, member in enumerate(members, start=1):
-            qualification.member_created(member)
-            qualification.member_tier_reevaluate(member=member, now=now)
+            with transaction.atomic():  # the placement locks the member's tier row
+                qualification.member_created(member)
+                qualification.member_tier_reevaluate(member=member, now=now)
             if n % 10 == 0 or n == len(members):
                 self.stdout.write(f"  tiers: members placed {n}/{len(members)}", ending="\r")
                 self.stdout.flush()
