@@ -6,7 +6,7 @@ from rest_framework import serializers
 from catalog.models import Category, Item, StockMovement
 from catalog.pricing import member_point_cost
 from catalog.search import terms
-from core.i18n import locale_choose
+from core.i18n import accept_language_parse, locale_match
 
 NAMES_SCHEMA = {
     "type": "object",
@@ -22,18 +22,17 @@ class NamesField(serializers.JSONField):
 
 
 def localized(obj, context: dict) -> tuple[str, str | None]:
-    """(name, locale): the name in the locale the caller asked for, else the default name."""
-    names = {**(obj.names or {})}
-    locale = locale_choose(
-        names=names,
-        requested=context.get("requested_locale"),
-        accept_language=context.get("accept_language"),
-        default_locale=context.get("default_locale") or "en",
-    )
-    wanted = context.get("requested_locale") or context.get("accept_language")
-    if locale is None or not wanted:
-        return obj.name, None
-    return names[locale], locale
+    """(name, locale): the name in a locale the caller asked for (`?locale=`, then
+    Accept-Language by weight), else the default name. A translation nobody asked for is
+    never shown in place of the default name."""
+    names = {tag: name for tag, name in (obj.names or {}).items() if isinstance(name, str) and name}
+    requested = context.get("requested_locale")
+    wanted = ([requested] if requested else []) + accept_language_parse(context.get("accept_language"))
+    for tag in wanted:
+        found = locale_match(tag, list(names))
+        if found is not None:
+            return names[found], found
+    return obj.name, None
 
 
 class CatalogCategoryRefSerializer(serializers.Serializer):

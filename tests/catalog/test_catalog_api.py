@@ -61,6 +61,9 @@ def test_an_operator_adds_an_item_and_reads_it_back(api_client, shelves, tenant)
     fetched = api_client.get(f"{ITEMS}/{data['itemId']}", HTTP_ACCEPT_LANGUAGE="ar").json()
     assert (fetched["name"], fetched["locale"]) == ("سماعات لاسلكية", "ar")
     assert fetched["category"]["name"] == "صوتيات"
+    # a browser asking for English (with no English name) gets the default name, not the Arabic one
+    english = api_client.get(f"{ITEMS}/{data['itemId']}", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").json()
+    assert (english["name"], english["locale"]) == (data["name"], None)
     # the opening stock is the first movement
     movement = StockMovement.objects.get(item_id=data["itemId"])
     assert (movement.kind, movement.quantity, movement.stock_after) == ("INITIAL", 10, 10)
