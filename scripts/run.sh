@@ -45,6 +45,7 @@ cat <<MSG
   Loyalty platform on http://127.0.0.1:$PORT
     API docs      http://127.0.0.1:$PORT/api/docs/
     Back office   http://127.0.0.1:$PORT/admin/   (logins printed above by seed_demo)
+    Member app    http://127.0.0.1:$PORT/demo/    (the demo tenant's members, on the public API)
     Health        http://127.0.0.1:$PORT/health  /ready  /metrics
     Payments      sandbox gateway $PAYMENT_GATEWAY_URL (tokens tok_approve, tok_decline, tok_timeout, ...)
     Partners      sandbox fulfilment partner $REDEMPTION_PARTNER_URL (POST /_sandbox/mode {"mode": "fail"} to try an outage)
