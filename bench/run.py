@@ -30,7 +30,7 @@ from bench.common import progress, report, timed  # noqa: E402
 from rewards.services import member_create, points_adjust  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
-SECTIONS = ("ledger", "catalog", "redemptions", "realtime", "load")
+SECTIONS = ("ledger", "catalog", "redemptions", "realtime", "insights", "load")
 
 
 def main() -> None:
@@ -64,6 +64,10 @@ def main() -> None:
             from bench.realtime import realtime_bench
 
             realtime_bench()
+        if "insights" in wanted:
+            from bench.insights import insights_bench
+
+            insights_bench()
         if "load" in wanted:
             from bench.load.harness import load_bench
 
