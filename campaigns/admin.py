@@ -5,6 +5,9 @@ and read-only views of what campaigns issued.
 Every write goes through `campaigns.services` or `campaigns.cohorts`. The service is called
 as the form's last validation step (`ServiceForm`), so that its refusal shows on the field it
 names, e.g. a RuleInvalid at `rule_json.reward.points` as "reward.points: ..." under the rule.
+
+Campaigns (their lifecycle too), cohorts, actions and coupon pools are the program: owners and
+managers change them; support and viewers read.
 """
 
 import csv
@@ -37,13 +40,11 @@ from campaigns.models import (
     QuestProgress,
 )
 from campaigns.rules import RULE_SCHEMA
-from core.admin_scoping import ADMIN, SUPPORT, TenantScopedAdminMixin
+from core.admin_scoping import TenantScopedAdminMixin
 from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 from core.exceptions import Conflict, DomainError
+from core.roles import PROGRAM_ROLES
 
-WRITING_ROLES = (ADMIN, SUPPORT)
-# Starting, pausing and ending a campaign spends (or stops spending) the program's money.
-LIFECYCLE_ROLES = (ADMIN,)
 RULE_SCHEMA_API_PATH = "/api/v1/campaigns/rule-schema"
 PREVIEW_MAX_EVENTS = 500
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -225,7 +226,7 @@ class PreviewForm(forms.Form):
 
 @admin.register(Campaign)
 class CampaignAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = CampaignForm
 
     list_display = (
@@ -287,7 +288,7 @@ class CampaignAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAd
         return super().has_change_permission(request, obj) and not ended
 
     def has_lifecycle_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, LIFECYCLE_ROLES) and self.in_scope(request, obj)
+        return self.role_allows(request, PROGRAM_ROLES) and self.in_scope(request, obj)
 
     def service_write(self, request, obj, form):
         values = {name: form.cleaned_data[name] for name in services.EDITABLE}
@@ -477,7 +478,7 @@ def _column_values(rows: list[list[str]], names: tuple[str, ...], label: str) ->
 
 @admin.register(Cohort)
 class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = CohortForm
 
     list_display = ("name", "code", "kind", "member_count", "computed_at", "updated_at", "tenant")
@@ -497,7 +498,7 @@ class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
         return () if obj is None else ("code", "kind", "member_count", "computed_at", "created_at", "updated_at")
 
     def has_write_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, WRITING_ROLES) and self.in_scope(request, obj)
+        return self.role_allows(request, PROGRAM_ROLES) and self.in_scope(request, obj)
 
     def service_write(self, request, obj, form):
         data = form.cleaned_data
@@ -663,7 +664,7 @@ class ActionForm(ServiceForm):
 class ActionAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """The action codes campaign triggers and quest steps may name."""
 
-    add_roles = change_roles = (ADMIN,)
+    add_roles = change_roles = PROGRAM_ROLES
     form = ActionForm
 
     list_display = ("code", "description", "created_at", "tenant")
@@ -719,7 +720,7 @@ class CodesUploadForm(forms.Form):
 class CouponPoolAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """Pools are made by the service and then filled with codes; a pool itself is not edited."""
 
-    add_roles = WRITING_ROLES
+    add_roles = PROGRAM_ROLES
     form = CouponPoolForm
 
     list_display = ("code", "name", "free_codes", "assigned_codes", "created_at", "tenant")
@@ -755,7 +756,7 @@ class CouponPoolAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.Model
         return () if obj is None else ("code", "name", "free_codes", "assigned_codes", "created_at")
 
     def has_upload_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, WRITING_ROLES) and self.in_scope(request, obj)
+        return self.role_allows(request, PROGRAM_ROLES) and self.in_scope(request, obj)
 
     def service_write(self, request, obj, form):
         return services.coupon_pool_create(

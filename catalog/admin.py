@@ -6,6 +6,9 @@ step (`ServiceForm`), so that a refusal shows on the field it names and nothing 
 item's form carries the version it was loaded with: if someone saved the item since, the save
 is refused. Stock is never edited on the item: it moves through the "Record stock movement"
 page (`stock_record`), so an edit never overwrites what redemptions have reserved.
+
+The catalog is the program: owners and managers change it (stock included); support and
+viewers read and export it.
 """
 
 from django import forms
@@ -28,13 +31,13 @@ from catalog import services
 from catalog.exceptions import StaleVersion
 from catalog.models import Category, Item, Partner, StockMovement
 from catalog.resources import ItemResource
-from core.admin_scoping import ADMIN, SUPPORT, TenantScopedAdminMixin
+from core.admin_scoping import TenantScopedAdminMixin
 from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 from core.exceptions import DomainError
+from core.roles import PROGRAM_ROLES
 from rewards import contributions
 from tenants.models import Tenant
 
-WRITING_ROLES = (ADMIN, SUPPORT)
 RECENT_MOVEMENTS = 20
 THUMBNAIL_STYLE = "height:40px;width:auto;max-width:64px;object-fit:cover;border-radius:4px;"
 PREVIEW_STYLE = "display:block;max-width:320px;max-height:240px;margin-bottom:8px;border-radius:6px;"
@@ -90,7 +93,7 @@ class CategoryForm(ServiceForm):
 
 @admin.register(Category)
 class CategoryAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = CategoryForm
 
     list_display = ("name", "code", "parent", "sort_order", "is_active", "item_count", "tenant")
@@ -132,7 +135,7 @@ class CategoryAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAd
 class PartnerAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Who fulfils rewards. Items point at partners, so a partner is deactivated, not deleted."""
 
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
 
     list_display = ("name", "code", "is_active", "created_at", "tenant")
     list_filter = ("is_active", "tenant")
@@ -274,7 +277,7 @@ class StockTrackForm(forms.Form):
 
 @admin.register(Item)
 class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = ItemForm
     formfield_overrides = {
         models.ImageField: {"widget": ImagePreviewInput},
@@ -462,7 +465,7 @@ class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin
 
     def has_import_permission(self, request):
         # An import writes into one tenant: the operator's. Platform staff have none.
-        return self.request_tenant(request) is not None and self.role_allows(request, WRITING_ROLES)
+        return self.request_tenant(request) is not None and self.role_allows(request, PROGRAM_ROLES)
 
     def has_export_permission(self, request):
         return self.request_tenant(request) is not None and self.has_view_permission(request)
@@ -484,7 +487,7 @@ class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin
     # Stock -------------------------------------------------------------------------------
 
     def has_stock_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, WRITING_ROLES) and self.in_scope(request, obj)
+        return self.role_allows(request, PROGRAM_ROLES) and self.in_scope(request, obj)
 
     def get_urls(self):
         info = (self.opts.app_label, self.opts.model_name)

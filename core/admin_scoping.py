@@ -9,11 +9,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.http import Http404
 
 from core.api.principals import operator_tenant
-
-ADMIN = "ADMIN"
-SUPPORT = "SUPPORT"
-VIEWER = "VIEWER"
-ALL_ROLES = (ADMIN, SUPPORT, VIEWER)
+from core.roles import ALL_ROLES
 
 
 def is_platform_staff(user) -> bool:
@@ -55,8 +51,9 @@ class TenantScopedAdminMixin:
     operator's tenant, answers 404 for other tenants' objects and grants by operator role.
 
     `tenant_field` is the lookup from the model to its tenant ("pk" on the tenant model).
-    The `*_roles` tuples say which operator roles may do what; superusers may do anything
-    a subclass does not forbid outright.
+    The `*_roles` tuples say which operator roles may do what (see core/roles.py); superusers
+    may do anything a subclass does not forbid outright. A role without a writing permission
+    sees the pages read-only: no add button, no save, no delete, no actions that write.
     """
 
     tenant_field = "tenant"

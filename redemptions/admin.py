@@ -4,8 +4,9 @@ and the tenant's fulfilment partners with their health (circuit state, recent fa
 "Close circuit").
 
 Redemptions are records: they move only through the workflow and the operator services, never
-by editing a row. Operators who write (ADMIN, SUPPORT) run the actions; a VIEWER only looks.
-Partner configurations are changed by a tenant's ADMIN.
+by editing a row. Owners, managers and support run the actions; a viewer only looks. Owners
+and managers close a partner's circuit. Partner configurations (where the workers send the
+partner's token) are changed by a tenant's owner.
 """
 
 import re
@@ -25,16 +26,16 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from catalog.models import Item
-from core.admin_scoping import ADMIN, SUPPORT, TenantScopedAdminMixin
+from core.admin_scoping import TenantScopedAdminMixin
 from core.admin_services import ReadOnlyAdminMixin
 from core.exceptions import DomainError
+from core.roles import ACCOUNT_ROLES, OPERATIONS_ROLES, PROGRAM_ROLES
 from redemptions import selectors, services
 from redemptions.exceptions import NotCancellable
 from redemptions.models import FulfilmentAttempt, PartnerConfig, Redemption, RedemptionTransition
 from redemptions.partners import circuit_health, circuit_reset
 from redemptions.states import FINAL
 
-OPERATING_ROLES = (ADMIN, SUPPORT)
 OPEN_STATUSES = tuple(status for status in Redemption.Status.values if status not in FINAL)
 KIND_LABELS = dict(Item.Kind.choices)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -269,7 +270,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdm
     # Permissions -------------------------------------------------------------------------
 
     def has_operate_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, OPERATING_ROLES) and self.in_scope(request, obj)
+        return self.role_allows(request, OPERATIONS_ROLES) and self.in_scope(request, obj)
 
     # Actions -----------------------------------------------------------------------------
 
@@ -466,7 +467,7 @@ class PartnerConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     and its calls in the last hour. Redemptions point at configurations, so one is disabled,
     not deleted."""
 
-    add_roles = change_roles = (ADMIN,)
+    add_roles = change_roles = ACCOUNT_ROLES
     form = PartnerConfigForm
 
     list_display = (
@@ -509,7 +510,7 @@ class PartnerConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_reset_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, (ADMIN,)) and self.in_scope(request, obj)
+        return self.role_allows(request, PROGRAM_ROLES) and self.in_scope(request, obj)
 
     # Health ------------------------------------------------------------------------------
 

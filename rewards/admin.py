@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved
 from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 from core.exceptions import DomainError
+from core.roles import OPERATIONS_ROLES, PROGRAM_ROLES
 from rewards import categories, credit, selectors, services
 from rewards.exceptions import IdempotencyKeyConflict
 from rewards.ledger import MAX_POINTS
@@ -29,9 +30,7 @@ from rewards.models import (
     SpendCategory,
     Transfer,
 )
-from tenants.models import Operator
 
-WRITING_ROLES = (Operator.Role.ADMIN.value, Operator.Role.SUPPORT.value)
 MEMBER_EDITABLE = ("status", "locale", "attributes")
 
 
@@ -55,7 +54,7 @@ class PointsAdjustForm(forms.Form):
 
 @admin.register(Member)
 class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = OPERATIONS_ROLES
 
     list_display = ("external_ref", "tenant", "status", "balance", "created_at")
     list_filter = ("status", "tenant")
@@ -85,7 +84,7 @@ class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_adjust_permission(self, request, obj=None) -> bool:
-        return self.role_allows(request, WRITING_ROLES) and self.in_scope(request, obj)
+        return self.role_allows(request, OPERATIONS_ROLES) and self.in_scope(request, obj)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -313,7 +312,7 @@ class SpendCategoryForm(forms.ModelForm):
 class SpendCategoryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Writes go through the services: they announce the change and refresh the cached configuration."""
 
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = SpendCategoryForm
 
     list_display = ("code", "name", "parent", "tenant", "updated_at")
@@ -365,7 +364,7 @@ class MultiplierAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Writes go through the services: a change makes a new version, is announced, and
     refreshes the cached configuration."""
 
-    add_roles = change_roles = delete_roles = WRITING_ROLES
+    add_roles = change_roles = delete_roles = PROGRAM_ROLES
     form = MultiplierForm
 
     list_display = ("category", "factor", "tier", "valid_from", "valid_to", "version", "tenant")
@@ -451,7 +450,7 @@ class CreditPackageAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.Mo
     """Packages of points for sale. Writes go through the services; purchases keep their own
     snapshot of price and points, so a package is edited, or retired (inactive), never deleted."""
 
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = CreditPackageForm
 
     list_display = ("name", "code", "price", "currency", "reward_points", "is_active", "sort_order", "tenant")
@@ -502,7 +501,7 @@ class CreditPurchaseAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.Mode
     readonly_fields = [f.name for f in CreditPurchase._meta.fields]
 
     def has_reconcile_permission(self, request) -> bool:
-        return self.role_allows(request, WRITING_ROLES)
+        return self.role_allows(request, OPERATIONS_ROLES)
 
     @admin.action(description="Reconcile selected pending purchases now", permissions=["reconcile"])
     def reconcile_now(self, request, queryset):

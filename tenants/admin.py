@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
 from core.admin_services import ReadOnlyAdminMixin
+from core.roles import ACCOUNT_ROLES, OPERATIONS_ROLES
 from tenants.models import ApiKey, Limit, Operator, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_create, api_key_revoke, tenant_create
 from tenants.webhooks import (
@@ -16,9 +17,6 @@ from tenants.webhooks import (
     webhook_target_check,
 )
 
-ADMIN = Operator.Role.ADMIN.value
-SUPPORT = Operator.Role.SUPPORT.value
-
 
 def _show_raw_key_once(modeladmin, request, raw: str) -> None:
     modeladmin.message_user(
@@ -28,10 +26,10 @@ def _show_raw_key_once(modeladmin, request, raw: str) -> None:
 
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    """Only platform staff create or delete tenants; a tenant's ADMIN edits its settings."""
+    """Only platform staff create or delete tenants; a tenant's owner edits its settings."""
 
     tenant_field = "pk"
-    change_roles = (ADMIN,)
+    change_roles = ACCOUNT_ROLES
 
     list_display = ("name", "slug", "status", "currency", "created_at")
     list_filter = ("status", "currency")
@@ -96,7 +94,7 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     the stored hash is never displayed. Operators revoke; only platform staff delete, which
     deleting a tenant needs."""
 
-    add_roles = (ADMIN,)
+    add_roles = ACCOUNT_ROLES
 
     list_display = ("name", "prefix", "tenant", "active", "created_at", "last_used_at", "revoked_at")
     list_filter = (ApiKeyStatusFilter, "tenant")
@@ -120,7 +118,7 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_revoke_permission(self, request):
-        return self.role_allows(request, (ADMIN,))
+        return self.role_allows(request, ACCOUNT_ROLES)
 
     def save_model(self, request, obj, form, change):
         issued = api_key_create(tenant=obj.tenant, name=obj.name)
@@ -138,7 +136,7 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(Limit)
 class LimitAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = delete_roles = (ADMIN,)
+    add_roles = change_roles = delete_roles = ACCOUNT_ROLES
 
     list_display = ("scope", "member_ref", "max_per_day", "max_total", "window_days", "tenant", "updated_at")
     list_filter = ("scope", "tenant")
@@ -149,9 +147,9 @@ class LimitAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(Operator)
 class OperatorAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    """A tenant's ADMIN adds existing staff users as operators of that tenant."""
+    """A tenant's owner adds existing staff users as operators of that tenant."""
 
-    add_roles = change_roles = delete_roles = (ADMIN,)
+    add_roles = change_roles = delete_roles = ACCOUNT_ROLES
 
     list_display = ("user", "role", "tenant", "created_at")
     list_filter = ("role", "tenant")
@@ -218,7 +216,7 @@ class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Endpoints are made and changed through the services (the URL is checked against SSRF);
     the secret is shown once, on creation and on rotation."""
 
-    add_roles = change_roles = delete_roles = (ADMIN,)
+    add_roles = change_roles = delete_roles = ACCOUNT_ROLES
     form = WebhookEndpointForm
 
     list_display = ("url", "description", "is_active", "tenant", "created_at")
@@ -247,10 +245,10 @@ class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         )
 
     def has_rotate_permission(self, request):
-        return self.role_allows(request, (ADMIN,))
+        return self.role_allows(request, ACCOUNT_ROLES)
 
     def has_replay_permission(self, request):
-        return self.role_allows(request, (ADMIN, SUPPORT))
+        return self.role_allows(request, OPERATIONS_ROLES)
 
     @admin.action(description="Rotate the signing secret of selected endpoints", permissions=["rotate"])
     def rotate_secrets(self, request, queryset):
@@ -334,7 +332,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.Mod
     readonly_fields = fields
 
     def has_replay_permission(self, request):
-        return self.role_allows(request, (ADMIN, SUPPORT))
+        return self.role_allows(request, OPERATIONS_ROLES)
 
     @admin.action(description="Replay selected dead letters", permissions=["replay"])
     def replay(self, request, queryset):

@@ -119,9 +119,11 @@ class Operator(models.Model):
     """A Django user who runs one tenant's program from the back office."""
 
     class Role(models.TextChoices):
-        ADMIN = "ADMIN", "Admin: everything in the tenant"
-        SUPPORT = "SUPPORT", "Support: members and adjustments"
-        VIEWER = "VIEWER", "Viewer: read only"
+        # What each may change is in core/roles.py (the back office and the API share it).
+        OWNER = "OWNER", "Owner: everything, including operators, API keys and webhooks"
+        MANAGER = "MANAGER", "Manager: the program: campaigns, cohorts, tiers, catalog, categories, partners, members"
+        SUPPORT = "SUPPORT", "Support: members, point adjustments, redemption retries and refunds, dead-letter replays"
+        VIEWER = "VIEWER", "Read-only"
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operator")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="operators")

@@ -57,4 +57,4 @@ class OperatorFactory(factory.django.DjangoModelFactory):
 
     user = factory.SubFactory(UserFactory)
     tenant = factory.SubFactory(TenantFactory)
-    role = Operator.Role.ADMIN
+    role = Operator.Role.OWNER

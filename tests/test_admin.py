@@ -104,7 +104,7 @@ def test_another_tenants_object_is_not_found(client, tenant, other_tenant, route
         "tenants_operator": OperatorFactory(tenant=other_tenant),
         "tenants_tenant": other_tenant,
     }
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     obj = objects[route.rsplit("_", 1)[0]]
 
     response = client.get(url(route, obj.pk))
@@ -114,7 +114,7 @@ def test_another_tenants_object_is_not_found(client, tenant, other_tenant, route
 
 def test_posting_to_another_tenants_member_changes_nothing(client, tenant, other_tenant):
     theirs = MemberFactory(tenant=other_tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("rewards_member_change", theirs.pk), {"status": "CLOSED", "locale": "en"})
     adjust = client.post(
@@ -130,7 +130,7 @@ def test_posting_to_another_tenants_member_changes_nothing(client, tenant, other
 
 
 def test_foreign_key_choices_are_limited_to_own_tenant(client, tenant, other_tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.get(url("tenants_limit_add"))
 
@@ -227,8 +227,8 @@ def test_support_edits_members_but_not_limits_or_keys(client, tenant, member):
     assert client.get(url("tenants_operator_add")).status_code == 403
 
 
-def test_admin_edits_tenant_settings_but_not_status_and_cannot_create_tenants(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+def test_owner_edits_tenant_settings_but_not_status_and_cannot_create_tenants(client, tenant):
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = {
         "name": "Renamed",
         "slug": "hijacked",
@@ -253,8 +253,8 @@ def test_admin_edits_tenant_settings_but_not_status_and_cannot_create_tenants(cl
     assert Tenant.objects.filter(pk=tenant.pk).exists()
 
 
-def test_admin_adds_an_operator_to_own_tenant(client, tenant, other_tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+def test_owner_adds_an_operator_to_own_tenant(client, tenant, other_tenant):
+    login_operator(client, tenant, Operator.Role.OWNER)
     newcomer = UserFactory(username="newcomer")
     superuser = UserFactory(username="root", is_superuser=True)
 
@@ -270,8 +270,8 @@ def test_admin_adds_an_operator_to_own_tenant(client, tenant, other_tenant):
     assert (operator.tenant, operator.role) == (tenant, Operator.Role.SUPPORT)
 
 
-def test_admin_cannot_remove_themselves(client, tenant):
-    me = login_operator(client, tenant, Operator.Role.ADMIN)
+def test_owner_cannot_remove_themselves(client, tenant):
+    me = login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("tenants_operator_delete", me.pk), {"post": "yes"})
 
@@ -317,7 +317,7 @@ def test_adjustment_form_credits_and_debits_through_the_service(client, tenant, 
 
 def test_adjustment_that_would_go_negative_is_a_form_error_and_writes_nothing(client, tenant, member):
     credit(member, 30)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(
         url("rewards_member_adjust", member.pk),
@@ -465,7 +465,7 @@ def test_transfer_changelist_filters_and_searches_without_a_query_per_row(client
 
 
 def test_api_key_created_in_admin_is_shown_once_and_stored_only_as_a_hash(client, tenant, other_tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("tenants_apikey_add"), {"name": "till", "tenant": other_tenant.pk}, follow=True)
 
@@ -488,7 +488,7 @@ def test_api_key_created_in_admin_is_shown_once_and_stored_only_as_a_hash(client
 
 
 def test_revoke_action_revokes_only_own_tenants_selected_keys(client, tenant, other_tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     mine = tenant.api_keys.get()
     theirs = other_tenant.api_keys.get()
 
@@ -542,7 +542,7 @@ def test_superuser_creates_a_tenant_through_the_service(client, platform_admin):
 
 
 def test_superuser_deletes_a_tenant_without_a_ledger_but_an_operator_cannot(client, tenant, platform_admin):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     assert client.post(url("tenants_apikey_delete", tenant.api_keys.get().pk), {"post": "yes"}).status_code == 403
 
     client.force_login(platform_admin)
@@ -556,7 +556,7 @@ def test_superuser_deletes_a_tenant_without_a_ledger_but_an_operator_cannot(clie
 
 def test_idempotency_records_are_for_superusers_only_and_read_only(client, tenant, platform_admin):
     record = IdempotencyRecord.objects.create(scope="t", key="k", fingerprint="f", locked_at="2026-01-01T00:00Z")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     assert client.get(url("core_idempotencyrecord_changelist")).status_code == 403
 
     client.force_login(platform_admin)
@@ -591,7 +591,7 @@ def test_event_store_outbox_and_lots_are_read_only_and_scoped(client, tenant, ot
                 "occurred_at": None,
             },
         )
-    operator = OperatorFactory(tenant=tenant, role=Operator.Role.ADMIN)
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.OWNER)
     client.force_login(operator.user)
 
     listing = client.get("/admin/rewards/inboundevent/")

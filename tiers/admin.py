@@ -3,7 +3,8 @@ policy, and read-only views of each member's current tier and tier history.
 
 Every write goes through `tiers.services`. As in campaigns/admin.py, the service is called as
 the form's last validation step, so that its refusal shows on the field it names: a
-ValidationError at `benefits.bonus_points` lands under "Bonus points".
+ValidationError at `benefits.bonus_points` lands under "Bonus points". Tiers and the policy
+are the program: owners and managers change them; support and viewers read.
 """
 
 from urllib.parse import urlencode
@@ -18,14 +19,14 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from core.admin_scoping import ADMIN, SUPPORT, TenantScopedAdminMixin
+from core.admin_scoping import TenantScopedAdminMixin
 from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
+from core.roles import PROGRAM_ROLES
 from tenants.models import Tenant, locale_validator
 from tiers import services
 from tiers.models import Tier, TierAssignment, TierHistory, TierPolicy
 from tiers.qualification import member_tier_summary, tier_name
 
-WRITING_ROLES = (ADMIN, SUPPORT)
 # Always offered, whatever the tier has: the platform's launch markets.
 OFFERED_LOCALES = ("en", "ar", "he")
 # Scripts written right to left, by primary language subtag.
@@ -227,7 +228,7 @@ class TierForm(ServiceForm):
 
 @admin.register(Tier)
 class TierAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
-    add_roles = change_roles = WRITING_ROLES
+    add_roles = change_roles = PROGRAM_ROLES
     form = TierForm
 
     list_display = (
@@ -349,7 +350,7 @@ class TierPolicyForm(ServiceForm):
 class TierPolicyAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """One per tenant, made with the defaults on first read (`tier_policy_get`)."""
 
-    change_roles = WRITING_ROLES
+    change_roles = PROGRAM_ROLES
     form = TierPolicyForm
 
     list_display = ("tenant", "qualification", "window_months", "downgrade_grace_days", "updated_at")
@@ -366,7 +367,7 @@ class TierPolicyAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.Model
     def has_add_permission(self, request):
         # An operator's tenant always has its policy (see changelist_view); platform staff
         # may make one for a tenant that has none yet.
-        return self.request_tenant(request) is None and self.role_allows(request, WRITING_ROLES)
+        return self.request_tenant(request) is None and self.role_allows(request, PROGRAM_ROLES)
 
     def changelist_view(self, request, extra_context=None):
         # An operator has one policy: go straight to it.

@@ -153,7 +153,7 @@ def test_another_tenants_objects_are_not_found(client, tenant, other_tenant, rou
         "couponpool": services.coupon_pool_create(tenant=other_tenant, code="welcome", name="Welcome"),
         "action": services.action_upsert(tenant=other_tenant, code="app.login")[0],
     }
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     obj = objects[route.split("_")[1]]
 
     response = getattr(client, method)(url(route, obj.pk), {"refs": "x", "codes": "x"} if method == "post" else {})
@@ -166,7 +166,7 @@ def test_another_tenants_objects_are_not_found(client, tenant, other_tenant, rou
 def test_cohort_choices_in_the_builder_are_the_operators_tenants(client, tenant, other_tenant):
     mine = cohorts.cohort_create(tenant=tenant, name="Mine", code="mine", kind="STATIC", member_refs=[])
     cohorts.cohort_create(tenant=other_tenant, name="Theirs", code="theirs", kind="STATIC", member_refs=[])
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     form = client.get(url("campaigns_campaign_add")).context["adminform"].form
 
@@ -178,7 +178,7 @@ def test_cohort_choices_in_the_builder_are_the_operators_tenants(client, tenant,
 
 
 def test_a_bad_rule_is_an_inline_error_naming_its_path_and_creates_nothing(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     bad = {"trigger": {"eventTypes": ["transaction.created"]}, "reward": {"type": "POINTS", "points": 0}}
 
     response = client.post(url("campaigns_campaign_add"), builder_data(bad))
@@ -224,7 +224,7 @@ def test_a_bad_rule_is_an_inline_error_naming_its_path_and_creates_nothing(clien
     ],
 )
 def test_the_services_refusals_name_the_failing_part_of_the_rule(client, tenant, rule, campaign_type, path):
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
 
     response = client.post(url("campaigns_campaign_add"), builder_data(rule, type=campaign_type))
 
@@ -234,7 +234,7 @@ def test_the_services_refusals_name_the_failing_part_of_the_rule(client, tenant,
 
 
 def test_json_that_does_not_parse_is_a_field_error(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("campaigns_campaign_add"), builder_data('{"reward": '))
 
@@ -244,7 +244,7 @@ def test_json_that_does_not_parse_is_a_field_error(client, tenant):
 
 
 def test_other_refusals_land_on_their_fields(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(
         url("campaigns_campaign_add"),
@@ -256,7 +256,7 @@ def test_other_refusals_land_on_their_fields(client, tenant):
 
 
 def test_a_good_rule_creates_a_draft_campaign_through_the_service(client, tenant, other_tenant):
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
     services.action_upsert(tenant=tenant, code="app.login")
     rule = {"quest": {"steps": [{"actionCode": "app.login", "count": 3}]}, "reward": {"type": "POINTS", "points": 50}}
 
@@ -290,7 +290,7 @@ def test_superuser_creates_a_campaign_for_the_tenant_chosen(client, platform_adm
 
 def test_the_builder_shows_the_rule_pretty_printed_with_templates_and_the_schema(client, tenant):
     campaign = make_campaign(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.get(url("campaigns_campaign_change", campaign.pk))
     page = response.content.decode()
@@ -320,7 +320,7 @@ def test_each_cohort_rule_template_is_a_valid_cohort_rule(template):
 
 def test_editing_goes_through_the_service_and_makes_a_new_version(client, tenant):
     campaign = make_campaign(tenant, name="Before")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     rule = {"trigger": {"eventTypes": ["transaction.created"]}, "reward": {"type": "POINTS", "multiplier": "2"}}
 
     response = client.post(url("campaigns_campaign_change", campaign.pk), builder_data(rule, name="After"))
@@ -333,7 +333,7 @@ def test_editing_goes_through_the_service_and_makes_a_new_version(client, tenant
 
 def test_a_bad_edit_changes_nothing(client, tenant):
     campaign = make_campaign(tenant, name="Before")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     bad = {"trigger": {"eventTypes": ["action"]}, "reward": {"type": "CASHBACK", "percent": "5"}}
 
     response = client.post(url("campaigns_campaign_change", campaign.pk), builder_data(bad, name="After"))
@@ -346,7 +346,7 @@ def test_a_bad_edit_changes_nothing(client, tenant):
 
 def test_status_is_read_only_in_the_builder(client, tenant):
     campaign = make_campaign(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(
         url("campaigns_campaign_change", campaign.pk), builder_data(POINTS_ON_PURCHASE, status="ACTIVE")
@@ -362,7 +362,7 @@ def test_status_is_read_only_in_the_builder(client, tenant):
 
 def test_activate_and_pause_buttons_change_the_status(client, tenant):
     campaign = make_campaign(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     page = client.get(url("campaigns_campaign_change", campaign.pk)).content.decode()
     activated = client.post(url("campaigns_campaign_activate", campaign.pk))
@@ -385,7 +385,7 @@ def test_activate_and_pause_buttons_change_the_status(client, tenant):
 
 def test_an_illegal_transition_is_an_error_message_and_changes_nothing(client, tenant):
     campaign = make_campaign(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("campaigns_campaign_pause", campaign.pk), follow=True)
 
@@ -398,7 +398,7 @@ def test_an_illegal_transition_is_an_error_message_and_changes_nothing(client, t
 
 def test_lifecycle_buttons_only_take_a_post(client, tenant):
     campaign = make_campaign(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     assert client.get(url("campaigns_campaign_activate", campaign.pk)).status_code == 405
     campaign.refresh_from_db()
@@ -408,7 +408,7 @@ def test_lifecycle_buttons_only_take_a_post(client, tenant):
 def test_an_ended_campaign_is_read_only(client, tenant):
     campaign = make_campaign(tenant, name="Over")
     services.campaign_activate(tenant=tenant, campaign=campaign)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     ended = client.post(url("campaigns_campaign_end", campaign.pk))
     page = client.get(url("campaigns_campaign_change", campaign.pk))
@@ -424,18 +424,33 @@ def test_an_ended_campaign_is_read_only(client, tenant):
     assert edit.status_code == 403
 
 
-def test_support_edits_campaigns_but_only_an_admin_runs_the_lifecycle(client, tenant):
+def test_support_reads_campaigns_but_neither_edits_them_nor_runs_the_lifecycle(client, tenant):
     campaign = make_campaign(tenant)
     login_operator(client, tenant, Operator.Role.SUPPORT)
 
     page = client.get(url("campaigns_campaign_change", campaign.pk))
     response = client.post(url("campaigns_campaign_activate", campaign.pk))
 
-    assert 'name="rule_json"' in page.content.decode()
+    assert page.status_code == 200
+    assert 'name="rule_json"' not in page.content.decode()
     assert url("campaigns_campaign_activate", campaign.pk) not in page.content.decode()
     assert response.status_code == 403
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.DRAFT
+
+
+def test_a_manager_edits_campaigns_and_runs_the_lifecycle(client, tenant):
+    campaign = make_campaign(tenant)
+    login_operator(client, tenant, Operator.Role.MANAGER)
+
+    page = client.get(url("campaigns_campaign_change", campaign.pk))
+    response = client.post(url("campaigns_campaign_activate", campaign.pk))
+
+    assert 'name="rule_json"' in page.content.decode()
+    assert url("campaigns_campaign_activate", campaign.pk) in page.content.decode()
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.ACTIVE
 
 
 def test_viewer_cannot_change_campaigns(client, tenant):
@@ -512,7 +527,7 @@ def test_preview_of_an_active_campaign_spends_no_budget(client, tenant):
     purchase(tenant, "p-1", "alice")
     campaign = make_campaign(tenant, budget_rewards=1, member_cap_rewards=1)
     services.campaign_activate(tenant=tenant, campaign=campaign)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     before = _written_rows(tenant)
 
     response = client.get(url("campaigns_campaign_preview", campaign.pk), {"last_n": 5})
@@ -545,7 +560,7 @@ def test_incentives_are_read_only_scoped_and_searchable(client, tenant, other_te
     purchase(tenant, "mine-2", "bob")
     purchase(other_tenant, "theirs-1", "carol")
     theirs = Incentive.objects.get(event_id="theirs-1")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     listing = client.get(url("campaigns_incentive_changelist"))
     searched = client.get(url("campaigns_incentive_changelist"), {"q": "bob"})
@@ -592,7 +607,7 @@ def test_csv_upload_to_a_static_cohort_adds_members_and_reports_unknown_refs(cli
         MemberFactory(tenant=tenant, external_ref=ref)
     MemberFactory(tenant=other_tenant, external_ref="elsewhere")
     cohort = static_cohort(tenant)
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
     csv_file = SimpleUploadedFile(
         "members.csv", b"email,memberRef\na@x.io,m-1\nb@x.io,m-2\nc@x.io,ghost\nd@x.io,elsewhere\n", "text/csv"
     )
@@ -615,7 +630,7 @@ def test_a_plain_list_replaces_and_adding_keeps_the_rest(client, tenant):
         MemberFactory(tenant=tenant, external_ref=ref)
     cohort = static_cohort(tenant)
     cohorts.cohort_members_set(tenant=tenant, cohort=cohort, member_refs=["m-1", "m-2"])
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     replaced = client.post(
         url("campaigns_cohort_members", cohort.pk),
@@ -631,7 +646,7 @@ def test_a_plain_list_replaces_and_adding_keeps_the_rest(client, tenant):
 
 def test_a_csv_with_several_unnamed_columns_is_refused(client, tenant):
     cohort = static_cohort(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(
         url("campaigns_cohort_members", cohort.pk),
@@ -660,7 +675,7 @@ def test_recompute_button_queues_a_run_and_recent_runs_are_listed(client, tenant
     cohort = dynamic_cohort(tenant)
     # The run its creation queued has finished.
     CohortRun.objects.filter(cohort=cohort).update(status=CohortRun.Status.SUCCEEDED, progress=100, added=4)
-    operator = login_operator(client, tenant, Operator.Role.SUPPORT)
+    operator = login_operator(client, tenant, Operator.Role.MANAGER)
 
     page = client.get(url("campaigns_cohort_change", cohort.pk))
     response = client.post(url("campaigns_cohort_recompute", cohort.pk), follow=True)
@@ -680,7 +695,7 @@ def test_recompute_button_queues_a_run_and_recent_runs_are_listed(client, tenant
 
 def test_recomputing_a_static_cohort_is_an_error_message(client, tenant):
     cohort = static_cohort(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("campaigns_cohort_recompute", cohort.pk), follow=True)
 
@@ -690,7 +705,7 @@ def test_recomputing_a_static_cohort_is_an_error_message(client, tenant):
 
 
 def test_creating_a_dynamic_cohort_checks_its_rule_and_queues_a_recompute(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = {"name": "Big spenders", "code": "big", "kind": "DYNAMIC"}
 
     bad = client.post(
@@ -707,7 +722,7 @@ def test_creating_a_dynamic_cohort_checks_its_rule_and_queues_a_recompute(client
 
 
 def test_a_static_cohort_is_created_without_a_rule(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = {"name": "VIP", "code": "vip", "kind": "STATIC"}
 
     with_rule = client.post(url("campaigns_cohort_add"), {**data, "rule_json": json.dumps({"==": [1, 1]})})
@@ -724,7 +739,7 @@ def test_a_static_cohort_is_created_without_a_rule(client, tenant):
 def test_editing_a_dynamic_cohorts_rule_checks_it_and_queues_a_recompute(client, tenant):
     cohort = dynamic_cohort(tenant)
     CohortRun.objects.filter(cohort=cohort).update(status=CohortRun.Status.SUCCEEDED)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     new_rule = {"==": [{"var": "member.attributes.city"}, "Lyon"]}
 
     page = client.get(url("campaigns_cohort_change", cohort.pk))
@@ -760,8 +775,8 @@ def test_cohort_list_shows_kind_and_count(client, tenant, other_tenant):
 # Catalogs ------------------------------------------------------------------------------
 
 
-def test_admin_adds_actions_and_support_cannot(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+def test_owner_adds_actions_and_support_cannot(client, tenant):
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     created = client.post(url("campaigns_action_add"), {"code": "app.login", "description": "Logged in"})
     duplicate = client.post(url("campaigns_action_add"), {"code": "app.login", "description": "Again"})
@@ -777,7 +792,7 @@ def test_admin_adds_actions_and_support_cannot(client, tenant):
 
 
 def test_coupon_pool_is_created_and_filled_through_the_services(client, tenant):
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
 
     created = client.post(url("campaigns_couponpool_add"), {"code": "welcome-10", "name": "Welcome 10%"})
     pool = CouponPool.objects.get()
@@ -801,7 +816,7 @@ def test_coupon_pool_is_created_and_filled_through_the_services(client, tenant):
 def test_a_coupon_campaign_needs_an_existing_pool_and_issues_its_codes(client, tenant):
     pool = services.coupon_pool_create(tenant=tenant, code="welcome-10", name="Welcome")
     services.coupon_codes_add(tenant=tenant, pool=pool, codes=["ONLY-ONE"])
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     rule = {"trigger": {"eventTypes": ["transaction.created"]}, "reward": {"type": "COUPON", "pool": "welcome-10"}}
 
     client.post(url("campaigns_campaign_add"), builder_data(rule))
@@ -829,7 +844,7 @@ def test_renaming_a_static_cohort_keeps_its_members_and_queues_nothing(client, t
     MemberFactory(tenant=tenant, external_ref="m-1")
     cohort = static_cohort(tenant)
     cohorts.cohort_members_set(tenant=tenant, cohort=cohort, member_refs=["m-1"])
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
 
     page = client.get(url("campaigns_cohort_change", cohort.pk))
     response = client.post(url("campaigns_cohort_change", cohort.pk), {"name": "Very important"})

@@ -31,7 +31,7 @@ def url(name: str, *args) -> str:
     return reverse(f"admin:{name}", args=args)
 
 
-def login_operator(client, tenant, role=Operator.Role.ADMIN) -> Operator:
+def login_operator(client, tenant, role=Operator.Role.OWNER) -> Operator:
     operator = OperatorFactory(tenant=tenant, role=role)
     client.force_login(operator.user)
     return operator
@@ -131,7 +131,7 @@ def test_an_operator_sees_only_their_tenants_items_categories_and_movements(clie
 
 def test_another_tenants_item_cannot_be_edited_or_restocked_by_id(client, tenant, other_tenant):
     theirs = make_item(other_tenant, "Secret Lamp", sku="LAMP-1", stock_quantity=9)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     edited = client.post(url("catalog_item_change", theirs.pk), change_data(theirs, 1, name="Mine now"))
     restocked = client.post(url("catalog_item_stock", theirs.pk), {"kind": "RESTOCK", "quantity": "5"})
@@ -161,7 +161,7 @@ def test_the_list_shows_unlimited_stock_and_filters_in_stock(client, tenant):
 
 def test_creating_an_item_with_a_png_stores_it_and_the_change_page_previews_it(client, tenant, _media):
     category = services.category_create(tenant=tenant, code="audio", name="Audio")
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
 
     response = client.post(
         url("catalog_item_add"), item_data(category=category.pk, stock_quantity="25", image=png("headphones.png"))
@@ -192,7 +192,7 @@ def test_creating_an_item_with_a_png_stores_it_and_the_change_page_previews_it(c
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_written(client, tenant, _media):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     fake = SimpleUploadedFile("photo.png", b"this is not a picture at all", content_type="image/png")
 
     response = client.post(url("catalog_item_add"), item_data(image=fake))
@@ -206,7 +206,7 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_written(client, t
 
 def test_an_image_over_the_size_limit_is_refused(client, tenant, settings, _media):
     settings.CATALOG_IMAGE_MAX_BYTES = 200
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     noisy = Image.effect_noise((200, 200), 80).convert("RGB")  # noise does not compress
     buffer = io.BytesIO()
     noisy.save(buffer, format="PNG")
@@ -220,7 +220,7 @@ def test_an_image_over_the_size_limit_is_refused(client, tenant, settings, _medi
 
 def test_min_tier_is_a_choice_of_the_tenants_tiers_and_is_saved(client, tenant, other_tenant):
     tier_ladder(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     page = client.get(url("catalog_item_add"))
     field = page.context["adminform"].form.fields["min_tier"]
@@ -237,7 +237,7 @@ def test_min_tier_is_a_choice_of_the_tenants_tiers_and_is_saved(client, tenant, 
 def test_a_taken_sku_is_an_error_on_the_field(client, tenant, other_tenant):
     make_item(tenant, sku="HP-1")
     make_item(other_tenant, sku="HP-2")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     taken = client.post(url("catalog_item_add"), item_data(sku="HP-1"))
     elsewhere = client.post(url("catalog_item_add"), item_data(sku="HP-2"))
@@ -252,7 +252,7 @@ def test_a_taken_sku_is_an_error_on_the_field(client, tenant, other_tenant):
 
 def test_an_edit_saves_through_the_service_and_moves_the_version(client, tenant, _media):
     item = make_item(tenant, stock_quantity=4)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     page = client.get(url("catalog_item_change", item.pk))
     assert page.context["adminform"].form["loaded_version"].value() == 1
@@ -269,7 +269,7 @@ def test_an_edit_saves_through_the_service_and_moves_the_version(client, tenant,
 
 def test_a_stale_edit_shows_an_error_and_changes_nothing(client, tenant, _media):
     item = make_item(tenant, stock_quantity=4)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     page = client.get(url("catalog_item_change", item.pk))
     loaded = page.context["adminform"].form["loaded_version"].value()
     # Someone else saves the item meanwhile.
@@ -309,7 +309,7 @@ def test_a_viewer_sees_the_item_read_only(client, tenant):
 
 def test_recording_a_restock_moves_the_stock_and_writes_a_movement(client, tenant):
     item = make_item(tenant, stock_quantity=5)
-    operator = login_operator(client, tenant, Operator.Role.SUPPORT)
+    operator = login_operator(client, tenant, Operator.Role.MANAGER)
     assert "Record stock movement" in client.get(url("catalog_item_change", item.pk)).content.decode()
 
     response = client.post(
@@ -328,7 +328,7 @@ def test_recording_a_restock_moves_the_stock_and_writes_a_movement(client, tenan
 
 def test_an_adjustment_below_zero_shows_an_error_and_changes_nothing(client, tenant):
     item = make_item(tenant, stock_quantity=3)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("catalog_item_stock", item.pk), {"kind": "ADJUST", "quantity": "-5", "reason": "Count"})
 
@@ -341,7 +341,7 @@ def test_an_adjustment_below_zero_shows_an_error_and_changes_nothing(client, ten
 
 def test_a_restock_of_nothing_is_refused(client, tenant):
     item = make_item(tenant, stock_quantity=3)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("catalog_item_stock", item.pk), {"kind": "RESTOCK", "quantity": "0"})
 
@@ -352,7 +352,7 @@ def test_a_restock_of_nothing_is_refused(client, tenant):
 
 def test_an_unlimited_item_starts_being_counted_from_the_stock_page(client, tenant):
     item = make_item(tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("catalog_item_stock", item.pk), {"quantity": "7"})
 
@@ -377,7 +377,7 @@ def test_a_viewer_cannot_record_stock(client, tenant):
 def test_categories_are_created_and_nested_through_the_service(client, tenant, other_tenant):
     services.category_create(tenant=other_tenant, code="electronics", name="Not yours")
     parent = services.category_create(tenant=tenant, code="electronics", name="Electronics")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = {"code": "audio", "name": "Audio", "names": '{"ar": "صوتيات"}', "parent": parent.pk, "sort_order": "2"}
 
     created = client.post(url("catalog_category_add"), {**data, "is_active": "on"})
@@ -447,7 +447,7 @@ def test_the_csv_import_creates_and_updates_by_sku_in_the_operators_tenant_only(
     Partner.objects.create(tenant=tenant, code="acme", name="Acme Fulfilment")
     mine = make_item(tenant, "Travel Mug", sku="MUG-1", stock_quantity=5)
     theirs = make_item(other_tenant, "Their Mug", sku="MUG-1", stock_quantity=9)
-    operator = login_operator(client, tenant, Operator.Role.ADMIN)
+    operator = login_operator(client, tenant, Operator.Role.OWNER)
     base = {"names": "", "description": "", "kind": "MERCHANDISE", "category": "", "partner": "", "cash_value": "5"}
     rows = [
         {**base, "sku": "MUG-1", "name": "Travel Mug v2", "point_cost": "650", "stock_quantity": "999"},
@@ -493,7 +493,7 @@ def test_an_import_naming_another_tenants_category_or_no_sku_shows_row_errors_an
 ):
     services.category_create(tenant=other_tenant, code="secret", name="Secret")
     make_item(tenant, "Travel Mug", sku="MUG-1")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     base = {"name": "Thing", "kind": "MERCHANDISE", "category": "", "point_cost": "100", "stock_quantity": ""}
     rows = [
         {**base, "sku": "MUG-1", "name": "Renamed"},

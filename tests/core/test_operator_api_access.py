@@ -6,7 +6,9 @@ from tests.factories import OperatorFactory
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("role", "can_write"), [("ADMIN", True), ("SUPPORT", True), ("VIEWER", False)])
+@pytest.mark.parametrize(
+    ("role", "can_write"), [("OWNER", True), ("MANAGER", True), ("SUPPORT", True), ("VIEWER", False)]
+)
 def test_operators_reach_their_tenant_through_the_api_by_role(client, tenant, member, role, can_write):
     operator = OperatorFactory(tenant=tenant, role=role)
     auth = basic_auth(operator.user.username, PASSWORD)
@@ -27,7 +29,7 @@ def test_operators_reach_their_tenant_through_the_api_by_role(client, tenant, me
 
 @pytest.mark.django_db
 def test_an_operator_is_not_a_platform_admin(client, tenant):
-    operator = OperatorFactory(tenant=tenant, role=Operator.Role.ADMIN, user__is_superuser=False)
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.OWNER, user__is_superuser=False)
     response = client.post(
         "/api/v1/tenants",
         {"name": "Sneaky"},

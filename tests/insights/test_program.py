@@ -619,7 +619,7 @@ def test_the_dashboard_is_refused_to_staff_without_a_tenant_and_reports_bad_wind
     client.force_login(UserFactory(username="no-tenant"))
     assert client.get(dashboard_url()).status_code == 403
 
-    operator = OperatorFactory(tenant=tenant, role=Operator.Role.ADMIN)
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.OWNER)
     client.force_login(operator.user)
     response = client.get(dashboard_url(), {"from": "2030-01-10", "to": "2030-01-01"})
     assert response.status_code == 200

@@ -286,7 +286,7 @@ def test_cancel_reports_a_completed_redemption_and_changes_nothing(client, tenan
     completed = redeem(member, item)
     fulfil(completed.pk)
     pending = redeem(member, item)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = cancel_by_action(client, [completed, pending])
 
@@ -370,7 +370,7 @@ def test_retry_now_runs_the_next_step_of_open_ones_and_skips_final_ones(
 def test_retry_button_on_the_detail_page(client, tenant, shop, partner_ok, django_capture_on_commit_callbacks):
     item, member = shop
     redemption = redeem(member, item)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     retry = url("redemptions_redemption_retry", redemption.pk)
 
     assert client.get(retry).status_code == 405
@@ -430,10 +430,10 @@ def config_data(partner, **overrides) -> dict:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def test_an_admin_configures_a_partner_with_kinds_as_checkboxes(client, tenant, other_tenant):
+def test_an_owner_configures_a_partner_with_kinds_as_checkboxes(client, tenant, other_tenant):
     partner = Partner.objects.create(tenant=tenant, code="acme", name="Acme Gifts")
     Partner.objects.create(tenant=other_tenant, code="hidden", name="Hidden Partner")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     form_page = client.get(url("redemptions_partnerconfig_add"))
     response = client.post(url("redemptions_partnerconfig_add"), config_data(partner))
@@ -470,7 +470,7 @@ def test_an_admin_configures_a_partner_with_kinds_as_checkboxes(client, tenant, 
 )
 def test_a_bad_partner_configuration_is_a_field_error_and_saves_nothing(client, tenant, overrides, field):
     partner = Partner.objects.create(tenant=tenant, code="acme", name="Acme Gifts")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("redemptions_partnerconfig_add"), config_data(partner, **overrides))
 
@@ -481,7 +481,7 @@ def test_a_bad_partner_configuration_is_a_field_error_and_saves_nothing(client, 
 
 def test_another_tenants_partner_cannot_be_configured(client, tenant, other_tenant):
     theirs = Partner.objects.create(tenant=other_tenant, code="hidden", name="Hidden Partner")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("redemptions_partnerconfig_add"), config_data(theirs))
 
@@ -490,7 +490,7 @@ def test_another_tenants_partner_cannot_be_configured(client, tenant, other_tena
     assert not PartnerConfig.objects.exists()
 
 
-def test_only_an_admin_writes_partner_configurations(client, tenant):
+def test_only_an_owner_writes_partner_configurations(client, tenant):
     config = partner_config(tenant)
     login_operator(client, tenant, Operator.Role.SUPPORT)
 
@@ -520,13 +520,13 @@ def trip(config) -> None:
             circuit_call(services.partner_settings(config), down)
 
 
-def test_partner_health_shows_the_open_circuit_and_failures_and_an_admin_closes_it(client, tenant, partner_down):
+def test_partner_health_shows_the_open_circuit_and_failures_and_an_owner_closes_it(client, tenant, partner_down):
     config = partner_config(tenant, failure_threshold=2)
     item, member = gift_card(tenant), member_with(tenant, 1000)
     redemption = redeem(member, item)
     fulfil(redemption.pk)  # one failed call, recorded
     trip(config)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     changelist = url("redemptions_partnerconfig_changelist")
 
     health = client.get(changelist).content.decode()
@@ -545,7 +545,7 @@ def test_partner_health_shows_the_open_circuit_and_failures_and_an_admin_closes_
 
 
 @pytest.mark.parametrize("role", [Operator.Role.SUPPORT, Operator.Role.VIEWER])
-def test_only_an_admin_closes_a_circuit(client, tenant, role):
+def test_support_and_viewers_do_not_close_a_circuit(client, tenant, role):
     config = partner_config(tenant, failure_threshold=1)
     trip(config)
     login_operator(client, tenant, role)

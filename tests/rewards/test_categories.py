@@ -646,7 +646,7 @@ def admin_url(name: str, *args) -> str:
     return reverse(f"admin:{name}", args=args)
 
 
-def operator_login(client, tenant, role=Operator.Role.SUPPORT):
+def operator_login(client, tenant, role=Operator.Role.MANAGER):
     client.force_login(OperatorFactory(tenant=tenant, role=role).user)
 
 
@@ -753,7 +753,7 @@ def test_admin_multiplier_cap_without_period_is_a_form_error(client, tenant):
 def test_admin_another_tenants_categories_and_multipliers_are_not_found(client, tenant, other_tenant):
     theirs = categories.category_create(tenant=other_tenant, code="theirs", name="Theirs")
     multiplier = categories.multiplier_create(tenant=other_tenant, category=theirs, factor=Decimal("2"))
-    operator_login(client, tenant, Operator.Role.ADMIN)
+    operator_login(client, tenant, Operator.Role.OWNER)
 
     assert client.get(admin_url("rewards_spendcategory_change", theirs.pk)).status_code == 404
     assert client.get(admin_url("rewards_multiplier_change", multiplier.pk)).status_code == 404

@@ -343,7 +343,7 @@ def test_member_token_cannot_buy_for_another_member(member_client, tenant, packa
 
 
 def test_operators_cannot_buy(client, tenant, member, package, sandbox):
-    operator = OperatorFactory(tenant=tenant, role=Operator.Role.ADMIN)
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.OWNER)
     client.force_login(operator.user)
 
     response = client.post(
@@ -387,7 +387,7 @@ def test_purchase_lists_and_lookups_are_scoped(
 
 
 def test_admin_edits_packages_through_the_service_and_purchases_are_read_only(client, tenant, package):
-    operator = OperatorFactory(tenant=tenant, role=Operator.Role.ADMIN)
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.OWNER)
     client.force_login(operator.user)
 
     added = client.post(

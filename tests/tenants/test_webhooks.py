@@ -614,7 +614,7 @@ def test_admin_creates_an_endpoint_through_the_service_and_shows_the_secret_once
     from django.contrib.messages import get_messages
     from django.urls import reverse
 
-    operator = OperatorFactory(tenant=tenant, role="ADMIN")
+    operator = OperatorFactory(tenant=tenant, role="OWNER")
     client.force_login(operator.user)
 
     response = client.post(
@@ -632,7 +632,7 @@ def test_admin_refuses_a_private_url(client, tenant, settings):
     from django.urls import reverse
 
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
-    client.force_login(OperatorFactory(tenant=tenant, role="ADMIN").user)
+    client.force_login(OperatorFactory(tenant=tenant, role="OWNER").user)
 
     response = client.post(
         reverse("admin:tenants_webhookendpoint_add"),

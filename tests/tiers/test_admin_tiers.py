@@ -86,7 +86,7 @@ def test_another_tenants_policy_history_and_assignments_are_not_found(client, te
     policy = services.tier_policy_get(tenant=other_tenant)
     history = TierHistory.objects.get(tenant=other_tenant)
     assignment = TierAssignment.objects.get(tenant=other_tenant)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     assert client.get(url("tiers_tierpolicy_change", policy.pk)).status_code == 404
     assert client.get(url("tiers_tierhistory_change", history.pk)).status_code == 404
@@ -139,8 +139,8 @@ def test_viewer_reads_tiers_but_cannot_add_or_change(client, tenant):
 # The editor ------------------------------------------------------------------------------
 
 
-def test_admin_creates_a_tier_with_names_in_three_locales_shown_right_to_left(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+def test_owner_creates_a_tier_with_names_in_three_locales_shown_right_to_left(client, tenant):
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("tiers_tier_add"), tier_data())
 
@@ -166,7 +166,7 @@ def test_the_editor_offers_the_tenants_default_locale_and_every_locale_the_tier_
     tenant.default_locale = "fa"
     tenant.save(update_fields=["default_locale"])
     tier = make_tier(tenant, "gold", names={"fa": "طلایی", "fr": "Or"})
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
 
     html = client.get(url("tiers_tier_change", tier.pk)).content.decode()
 
@@ -178,7 +178,7 @@ def test_the_editor_offers_the_tenants_default_locale_and_every_locale_the_tier_
 
 def test_another_locale_is_added_from_the_extra_row(client, tenant):
     tier = make_tier(tenant, "gold", names={"en": "Gold"})
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = tier_data(**{"names.ar": "", "names.he": "", "names:new_locale": "pt-BR", "names:new_name": "Ouro"})
     data.pop("tier_id")
 
@@ -194,7 +194,7 @@ def test_another_locale_is_added_from_the_extra_row(client, tenant):
     [("fr", "", "give both"), ("", "Or", "give both"), ("not a tag", "Or", "BCP 47"), ("en", "Gold", "already")],
 )
 def test_an_incomplete_or_bad_extra_locale_is_refused(client, tenant, new_locale, new_name, message):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(
         url("tiers_tier_add"), tier_data(**{"names:new_locale": new_locale, "names:new_name": new_name})
@@ -207,7 +207,7 @@ def test_an_incomplete_or_bad_extra_locale_is_refused(client, tenant, new_locale
 
 
 def test_the_services_name_rules_show_on_the_names(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("tiers_tier_add"), tier_data(**{"names.en": ""}))  # Arabic and Hebrew only
 
@@ -225,7 +225,7 @@ def test_the_services_name_rules_show_on_the_names(client, tenant):
     ],
 )
 def test_bad_benefits_are_an_inline_error_and_nothing_is_saved(client, tenant, overrides, field, message):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("tiers_tier_add"), tier_data(**overrides))
 
@@ -238,7 +238,7 @@ def test_bad_benefits_are_an_inline_error_and_nothing_is_saved(client, tenant, o
 
 def test_bad_benefits_on_an_update_change_nothing(client, tenant):
     tier = make_tier(tenant, "gold", benefits={"bonus_points": 20})
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = tier_data(bonus_points="-1", min_points="1")
     data.pop("tier_id")
 
@@ -254,7 +254,7 @@ def test_bad_benefits_on_an_update_change_nothing(client, tenant):
 def test_a_taken_or_malformed_tier_id_is_an_error_on_the_field(client, tenant, other_tenant, tier_id, message):
     make_tier(tenant, "gold")
     make_tier(other_tenant, "silver")
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     response = client.post(url("tiers_tier_add"), tier_data(tier_id=tier_id))
 
@@ -277,7 +277,7 @@ def test_an_update_bumps_the_version_and_announces_only_the_changed_fields(clien
         exclusive_access=True,
         benefits={"bonus_points": 20, "custom_perks": ["Birthday gift", "Lounge access"]},
     )
-    login_operator(client, tenant, Operator.Role.SUPPORT)
+    login_operator(client, tenant, Operator.Role.MANAGER)
     data = tier_data(min_points="6000", bonus_points="25")
     data.pop("tier_id")
 
@@ -293,7 +293,7 @@ def test_an_update_bumps_the_version_and_announces_only_the_changed_fields(clien
 
 def test_saving_without_a_change_writes_nothing(client, tenant):
     tier = make_tier(tenant, "gold", names={"en": "Gold", "ar": "ذهبي", "he": "זהב"}, min_points=5000)
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     data = tier_data(
         min_points="5000", rank="0", earn_multiplier="1", discount_percentage="0", bonus_points="0", custom_perks=""
     )
@@ -312,7 +312,7 @@ def test_saving_without_a_change_writes_nothing(client, tenant):
 
 
 def test_an_operator_goes_straight_to_the_policy_and_changes_it_through_the_service(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
 
     listed = client.get(url("tiers_tierpolicy_changelist"))
     assert listed.status_code == 302 and listed.url == url("tiers_tierpolicy_change", tenant.pk)
@@ -327,7 +327,7 @@ def test_an_operator_goes_straight_to_the_policy_and_changes_it_through_the_serv
 
 
 def test_a_policy_out_of_range_is_refused_and_a_viewer_cannot_change_it(client, tenant):
-    login_operator(client, tenant, Operator.Role.ADMIN)
+    login_operator(client, tenant, Operator.Role.OWNER)
     change = url("tiers_tierpolicy_change", tenant.pk)
     client.get(url("tiers_tierpolicy_changelist"))
 

@@ -15,7 +15,13 @@ from tenants.services import api_key_create, api_key_revoke, tenant_create
 
 DEMO_SLUG = "demo"
 ADMIN_LOGIN = ("admin", "admin")
-OPERATOR_LOGIN = ("demo", "demo")
+# Operators of the demo tenant, one per role: (username, password, role).
+OPERATOR_LOGINS = [
+    ("demo", "demo", Operator.Role.OWNER),
+    ("manager", "manager", Operator.Role.MANAGER),
+    ("support", "support", Operator.Role.SUPPORT),
+    ("viewer", "viewer", Operator.Role.VIEWER),
+]
 REASONS_CREDIT = ["Welcome bonus", "Goodwill credit", "Store visit", "Birthday treat", "Survey reward"]
 REASONS_DEBIT = ["Free coffee", "Correction", "Voucher redeemed", "Merch discount"]
 # Credit packages members can buy (pay with the sandbox gateway's token tok_approve).
@@ -26,7 +32,7 @@ CREDIT_PACKAGES = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo tenant, an operator and a platform admin login, and members with history."
+    help = "Create the demo tenant, an operator login per role and a platform admin login, and members with history."
 
     def add_arguments(self, parser):
         parser.add_argument("--members", type=int, default=40, help="How many demo members (default 40).")
@@ -48,7 +54,9 @@ class Command(BaseCommand):
                 self.stdout.flush()
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo tenant '{tenant.name}' ready ({created} new members)."))
-        self.stdout.write(f"  Back office (operator):   {OPERATOR_LOGIN[0]} / {OPERATOR_LOGIN[1]}")
+        for username, password, role in OPERATOR_LOGINS:
+            label = f"Back office ({role.lower()}):"
+            self.stdout.write(f"  {label:<26}{username} / {password}")
         self.stdout.write(f"  Back office (platform):   {ADMIN_LOGIN[0]} / {ADMIN_LOGIN[1]}")
         self.stdout.write(f"  Tenant id:                {tenant.pk}")
         self.stdout.write(f"  API key (X-API-Key):      {raw_key}")
@@ -67,12 +75,11 @@ class Command(BaseCommand):
         users = get_user_model()
         if not users.objects.filter(username=ADMIN_LOGIN[0]).exists():
             users.objects.create_superuser(ADMIN_LOGIN[0], "admin@example.com", ADMIN_LOGIN[1])
-        operator_user = users.objects.filter(username=OPERATOR_LOGIN[0]).first()
-        if operator_user is None:
-            operator_user = users.objects.create_user(
-                OPERATOR_LOGIN[0], "demo@example.com", OPERATOR_LOGIN[1], is_staff=True
-            )
-        Operator.objects.get_or_create(user=operator_user, defaults={"tenant": tenant, "role": Operator.Role.ADMIN})
+        for username, password, role in OPERATOR_LOGINS:
+            operator_user = users.objects.filter(username=username).first()
+            if operator_user is None:
+                operator_user = users.objects.create_user(username, f"{username}@example.com", password, is_staff=True)
+            Operator.objects.get_or_create(user=operator_user, defaults={"tenant": tenant, "role": role})
 
     def _credit_packages(self, tenant: Tenant) -> None:
         existing = set(CreditPackage.objects.filter(tenant=tenant).values_list("code", flat=True))
