@@ -580,6 +580,7 @@ class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
+            self.log_operation(request, cohort, "Recompute requested", run=str(run.pk))
             self.message_user(request, f"Recompute queued (run {run.pk}).", messages.SUCCESS)
         return HttpResponseRedirect(_change_url(self.admin_site, cohort))
 
@@ -594,6 +595,7 @@ class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
         if request.method == "POST":
             form = MembersUploadForm(request.POST, request.FILES)
             if form.is_valid():
+                before = cohort.member_count
                 try:
                     result = cohorts.cohort_members_set(
                         tenant=cohort.tenant,
@@ -606,7 +608,7 @@ class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
                 else:
                     cohort.refresh_from_db()
                     change = f"Members uploaded: {result['added']} added, {result['removed']} removed."
-                    self.log_change(request, cohort, change)
+                    self.log_operation(request, cohort, change, changes={"members": (before, cohort.member_count)})
                     self._report_upload(request, result)
                     form = MembersUploadForm()
         else:
@@ -797,7 +799,7 @@ class CouponPoolAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.Model
                         form.add_error(None, exc.message)
                 else:
                     skipped = len(codes) - added
-                    self.log_change(request, pool, f"{added} codes added.")
+                    self.log_operation(request, pool, f"{added} codes added.")
                     self.message_user(
                         request,
                         f"{added} code(s) added; {skipped} already in the pool or repeated.",

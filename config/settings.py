@@ -67,7 +67,9 @@ INSTALLED_APPS = [
     "django_guid",
     "channels",
     "import_export",
+    "auditlog",
     "core",
+    "core.audit",  # after auditlog: its admin replaces auditlog's
     "tenants",
     "rewards",
     "campaigns",
@@ -86,6 +88,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.access_log_middleware",
@@ -405,6 +408,10 @@ def _celery_integration():
 
 
 DJANGO_GUID["INTEGRATIONS"] = [_celery_integration()]
+
+# Audit log (django-auditlog; the audited models are in core/audit/tracking.py) ------------
+# An entry's correlation id is the request id of the request or task that made it.
+AUDITLOG_CID_GETTER = "django_guid.get_guid"
 
 # Logging: one JSON object per line, each carrying the request id ------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

@@ -9,6 +9,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.http import Http404
 
 from core.api.principals import operator_tenant
+from core.audit.records import audit_action
 from core.roles import ALL_ROLES
 
 
@@ -106,6 +107,14 @@ class TenantScopedAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return self.role_allows(request, self.delete_roles) and self.in_scope(request, obj)
+
+    # Actions that are not a form's save ----------------------------------------------------
+
+    def log_operation(self, request, obj, message: str, *, changes: dict | None = None, **detail) -> None:
+        """An operator's action on `obj` (a retry, a replay, an adjustment): in the object's
+        history and in the audit log, with what it changed (`{"status": (before, after)}`)."""
+        self.log_change(request, obj, message)
+        audit_action(obj=obj, action=message, changes=changes, **detail)
 
     # Rows --------------------------------------------------------------------------------
 

@@ -280,7 +280,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdm
         for redemption in queryset:
             (queued if services.redemption_retry(redemption=redemption) else final).append(redemption)
         for redemption in queued:
-            self.log_change(request, redemption, "Retry queued.")
+            self.log_operation(request, redemption, "Retry queued", status=redemption.status)
         self._retry_message(request, queued, final)
 
     @admin.action(description="Cancel and refund", permissions=["operate"])
@@ -302,6 +302,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdm
         """Cancel and refund each one; what became of each, by outcome."""
         outcomes = defaultdict(list)
         for redemption in redemptions:
+            before = redemption.status
             try:
                 redemption = services.redemption_operator_cancel(
                     redemption=redemption, actor=_operator_label(request), reason=reason
@@ -312,7 +313,9 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdm
             except DomainError as exc:
                 outcomes["error"].append(f"{_short(redemption.pk)}: {exc.message}")
                 continue
-            self.log_change(request, redemption, f"Cancel and refund: now {redemption.status}. {reason}")
+            self.log_operation(
+                request, redemption, "Cancel and refund", changes={"status": (before, redemption.status)}, reason=reason
+            )
             if redemption.status == Redemption.Status.CANCELLED:
                 outcomes["cancelled"].append(_short(redemption.pk))
             elif redemption.status == Redemption.Status.REFUNDED:
@@ -382,7 +385,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdm
         if not self.has_operate_permission(request, redemption):
             raise PermissionDenied
         if services.redemption_retry(redemption=redemption):
-            self.log_change(request, redemption, "Retry queued.")
+            self.log_operation(request, redemption, "Retry queued", status=redemption.status)
             self.message_user(request, f"Queued the next step of {_short(redemption.pk)}.", messages.SUCCESS)
         else:
             self.message_user(request, f"{_short(redemption.pk)} is already final.", messages.WARNING)
@@ -584,10 +587,14 @@ class PartnerConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def close_circuit(self, request, queryset):
         closed = []
         for config in queryset.select_related("partner"):
-            circuit_reset(services.partner_settings(config))
-            self.log_change(request, config, "Circuit closed.")
+            self._close_circuit(request, config)
             closed.append(config.partner.name)
         self.message_user(request, f"Closed the circuit of {', '.join(closed) or 'no partner'}.", messages.SUCCESS)
+
+    def _close_circuit(self, request, config) -> None:
+        state = self._circuit(config)["state"]
+        circuit_reset(services.partner_settings(config))
+        self.log_operation(request, config, "Circuit closed", changes={"circuit": (state, "closed")})
 
     def get_urls(self):
         info = (self.opts.app_label, self.opts.model_name)
@@ -613,7 +620,6 @@ class PartnerConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         config = self.get_object(request, unquote(object_id))
         if not self.has_reset_permission(request, config):
             raise PermissionDenied
-        circuit_reset(services.partner_settings(config))
-        self.log_change(request, config, "Circuit closed.")
+        self._close_circuit(request, config)
         self.message_user(request, f"Closed the circuit of {config.partner.name}.", messages.SUCCESS)
         return HttpResponseRedirect(_change_url(self.admin_site, config))

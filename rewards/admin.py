@@ -139,6 +139,7 @@ class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                     balance = selectors.member_balance(member=member)
                     if result.created:
                         points = form.cleaned_data["points"]
+                        self._record_adjustment(request, member, result.transfer, points, form.cleaned_data["reason"])
                         self.message_user(request, f"Adjusted {points:+d} points; balance now {balance}.")
                     else:
                         message = f"This adjustment was already posted; balance is {balance}."
@@ -164,6 +165,18 @@ class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             reason=data["reason"],
             actor=f"operator:{request.user.get_username()}",
             idempotency_key=str(data["idempotency_key"]),
+        )
+
+    def _record_adjustment(self, request, member, transfer, points: int, reason: str) -> None:
+        after = transfer.credit_balance_after if points > 0 else transfer.debit_balance_after
+        self.log_operation(
+            request,
+            member,
+            "Points adjusted",
+            changes={"balance": (after - points, after)},
+            points=points,
+            reason=reason,
+            transfer=str(transfer.pk),
         )
 
     def _with_new_key(self, form):

@@ -1,9 +1,12 @@
+import copy
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
 from core.admin_services import ReadOnlyAdminMixin
+from core.audit.records import audit_change
 from core.roles import ACCOUNT_ROLES, OPERATIONS_ROLES
 from tenants.models import ApiKey, Limit, Operator, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_create, api_key_revoke, tenant_create
@@ -129,7 +132,10 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def revoke_keys(self, request, queryset):
         revoked = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
+            before = copy.copy(api_key)
             api_key_revoke(api_key=api_key)
+            # The service revokes with an UPDATE, which the audit log's save signals miss.
+            audit_change(before=before, after=api_key)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
 
@@ -260,7 +266,12 @@ class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Replay dead letters of selected endpoints", permissions=["replay"])
     def replay_dead_letters(self, request, queryset):
-        replayed = sum(webhook_dead_letters_replay(endpoint=endpoint) for endpoint in queryset)
+        replayed = 0
+        for endpoint in queryset:
+            count = webhook_dead_letters_replay(endpoint=endpoint)
+            if count:
+                self.log_operation(request, endpoint, "Dead letters replayed", replayed=count)
+            replayed += count
         self.message_user(request, f"Replayed {replayed} dead-lettered delivery(ies).", messages.SUCCESS)
 
 
@@ -336,7 +347,11 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.Mod
 
     @admin.action(description="Replay selected dead letters", permissions=["replay"])
     def replay(self, request, queryset):
+        dead = list(queryset.filter(status=WebhookDelivery.Status.DEAD_LETTERED))
         replayed = webhook_deliveries_replay(deliveries=queryset)
+        for delivery in dead:
+            status = (WebhookDelivery.Status.DEAD_LETTERED, WebhookDelivery.Status.PENDING)
+            self.log_operation(request, delivery, "Dead letter replayed", changes={"status": status})
         skipped = queryset.count() - replayed
         note = f" ({skipped} not dead-lettered, left alone)" if skipped else ""
         self.message_user(request, f"Replayed {replayed} delivery(ies){note}.", messages.SUCCESS)
