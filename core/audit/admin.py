@@ -9,9 +9,9 @@ from auditlog.filters import ResourceTypeFilter
 from auditlog.render import render_logentry_changes_html
 from django.apps import apps
 from django.contrib import admin
-from django.db.models import OuterRef, Subquery, UUIDField
+from django.db.models import OuterRef, Subquery, UUIDField, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Replace
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -73,10 +73,9 @@ class AuditLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             tenant = self.request_tenant(request)
             return queryset.none() if tenant is None else queryset.filter(additional_data__tenant=str(tenant.pk))
         tenants = apps.get_model("tenants", "Tenant").objects.filter(pk=OuterRef("tenant_id"))
-        return queryset.annotate(
-            tenant_id=Cast(KT("additional_data__tenant"), UUIDField()),
-            tenant_name=Subquery(tenants.values("name")[:1]),
-        )
+        # Without the dashes, the text casts to a UUID on PostgreSQL and matches SQLite's.
+        tenant_id = Cast(Replace(KT("additional_data__tenant"), Value("-"), Value("")), UUIDField())
+        return queryset.annotate(tenant_id=tenant_id, tenant_name=Subquery(tenants.values("name")[:1]))
 
     def tenant_pk_of(self, obj):
         key = (obj.additional_data or {}).get("tenant")
