@@ -33,7 +33,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from core.fakeserver import BackgroundServer, JsonHandler, QuietServer
 
 OK, ERROR, TIMEOUT, TRICKLE, MALFORMED = "ok", "error", "timeout", "trickle", "malformed"
 MODES = (OK, ERROR, TIMEOUT, TRICKLE, MALFORMED)
@@ -128,29 +129,8 @@ def _malformed(variant: str, offered: list[str], reason: str, model: str) -> dic
     return _completion(content, model)
 
 
-class FakeHandler(BaseHTTPRequestHandler):
+class FakeHandler(JsonHandler):
     server: "FakeServer"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _send(self, status: int, body) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _body(self) -> dict | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            value = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
 
     def do_GET(self):
         state = self.server.state
@@ -230,52 +210,27 @@ class FakeHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeServer(QuietServer):
     def __init__(self, address, *, key: str = "", verbose: bool = False):
         super().__init__(address, FakeHandler)
         self.state = FakeState()
         self.key = key
         self.verbose = verbose
 
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
-    def handle_error(self, request, client_address):
-        # A client that gave up (timeout, trickle) closes the connection under us.
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
-class FakeProvider:
+class FakeProvider(BackgroundServer):
     """The fake served from a background thread, for tests: `start()` (port 0: a free one),
     `.url` (the completions endpoint), `set_mode()`, `requests()`, `reset()`, `stop()`."""
 
+    name = "the fake AI provider"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, key: str = ""):
+        super().__init__()
         self._address = (host, port)
         self._key = key
-        self._server: FakeServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> "FakeProvider":
-        self._server = FakeServer(self._address, key=self._key)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ai-provider", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+    def make_server(self) -> FakeServer:
+        return FakeServer(self._address, key=self._key)
 
     @property
     def url(self) -> str:
@@ -289,12 +244,6 @@ class FakeProvider:
 
     def reset(self) -> None:
         self._running.state.reset()
-
-    @property
-    def _running(self) -> FakeServer:
-        if self._server is None:
-            raise RuntimeError("the fake provider is not started")
-        return self._server
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,6 @@ or missing fields are 400.
 """
 
 import argparse
-import json
 import re
 import secrets
 import threading
@@ -41,8 +40,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
+
+from core.fakeserver import BackgroundServer, JsonHandler, QuietServer
 
 OK, FAIL, REJECT, TIMEOUT, SLOW, FLAKY, LOST = "ok", "fail", "reject", "timeout", "slow", "flaky", "lost"
 MODES = (OK, FAIL, REJECT, TIMEOUT, SLOW, FLAKY, LOST)
@@ -169,29 +169,8 @@ class SandboxState:
             }
 
 
-class SandboxHandler(BaseHTTPRequestHandler):
+class SandboxHandler(JsonHandler):
     server: "SandboxServer"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _send(self, status: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _body(self) -> dict | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            value = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
 
     def _authorized(self) -> bool:
         token = self.server.token
@@ -309,52 +288,27 @@ def _order_request(body: dict) -> tuple[dict, str]:
     return request, ""
 
 
-class SandboxServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class SandboxServer(QuietServer):
     def __init__(self, address, *, token: str = "", verbose: bool = False):
         super().__init__(address, SandboxHandler)
         self.state = SandboxState()
         self.token = token
         self.verbose = verbose
 
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
-    def handle_error(self, request, client_address):
-        # A client that gave up (timeout, lost) closes the connection under us.
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
-class PartnerSandbox:
+class PartnerSandbox(BackgroundServer):
     """The sandbox served from a background thread, for tests: `start()` (port 0: a free one),
     `.url`, `set_mode()`, `orders()`, `reset()`, `stop()`."""
 
+    name = "the partner sandbox"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token: str = ""):
+        super().__init__()
         self._address = (host, port)
         self._token = token
-        self._server: SandboxServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> "PartnerSandbox":
-        self._server = SandboxServer(self._address, token=self._token)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="partner-sandbox", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+    def make_server(self) -> SandboxServer:
+        return SandboxServer(self._address, token=self._token)
 
     @property
     def url(self) -> str:
@@ -368,12 +322,6 @@ class PartnerSandbox:
 
     def reset(self) -> None:
         self._running.state.reset()
-
-    @property
-    def _running(self) -> SandboxServer:
-        if self._server is None:
-            raise RuntimeError("the partner sandbox is not started")
-        return self._server
 
 
 def main(argv: list[str] | None = None) -> None:

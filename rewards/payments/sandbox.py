@@ -20,7 +20,6 @@ everything.
 """
 
 import argparse
-import json
 import re
 import threading
 import time
@@ -28,8 +27,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
+
+from core.fakeserver import JsonHandler, QuietServer
 
 APPROVE, DECLINE, INSUFFICIENT, TIMEOUT, LOST = (
     "tok_approve",
@@ -111,29 +111,8 @@ class SandboxState:
             }
 
 
-class SandboxHandler(BaseHTTPRequestHandler):
+class SandboxHandler(JsonHandler):
     server: "SandboxServer"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _send(self, status: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _body(self) -> dict | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            value = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
 
     def do_GET(self):
         state = self.server.state
@@ -189,24 +168,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return self._send(status, result)
 
 
-class SandboxServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class SandboxServer(QuietServer):
     def __init__(self, address, *, delay: float = DEFAULT_DELAY, verbose: bool = False):
         super().__init__(address, SandboxHandler)
         self.state = SandboxState(delay=delay)
         self.verbose = verbose
         self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def handle_error(self, request, client_address):
-        # A client that gave up (tok_timeout, tok_lost) closes the connection under us.
-        if self.verbose:
-            super().handle_error(request, client_address)
 
     def stop(self) -> None:
         self.shutdown()
