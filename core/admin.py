@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from core.admin_scoping import is_platform_staff
+from core.admin_services import ReadOnlyAdminMixin
 from core.models import IdempotencyRecord
 
 admin.site.site_header = "Loyalty back office"
@@ -9,7 +10,7 @@ admin.site.index_title = "Programs"
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(admin.ModelAdmin):
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Stored first responses to Idempotency-Key requests; platform staff read them to debug
     retries. Keys are scoped by tenant or platform user, so operators never see them."""
 
@@ -25,12 +26,3 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return is_platform_staff(request.user)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -16,6 +16,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from core.admin_scoping import TenantScopedAdminMixin, is_platform_staff
+from core.admin_services import ReadOnlyAdminMixin
 
 LogEntry = get_logentry_model()
 SUMMARY_LENGTH = 160
@@ -38,7 +39,8 @@ class TenantFilter(admin.SimpleListFilter):
 
 
 @admin.register(LogEntry)
-class AuditLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    # Nobody writes here, platform staff included: the log is the evidence (ReadOnlyAdminMixin).
     list_display = ("timestamp", "who", "what_done", "resource", "summary", "tenant")
     list_display_links = ("timestamp",)
     list_filter = ("action", ResourceTypeFilter, TenantFilter)
@@ -92,17 +94,6 @@ class AuditLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def get_list_filter(self, request):
         filters = super().get_list_filter(request)
         return filters if is_platform_staff(request.user) else [f for f in filters if f is not TenantFilter]
-
-    # Nobody writes here, platform staff included: the log is the evidence ----------------
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     # Columns ----------------------------------------------------------------------------
 
