@@ -2,7 +2,6 @@
 the back office and through the API, and that another tenant's objects are not found
 whatever the role."""
 
-import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -29,6 +28,7 @@ from rewards.selectors import member_balance
 from rewards.services import points_adjust
 from tenants.models import ApiKey, Operator, WebhookDelivery, WebhookEndpoint
 from tenants.webhooks import webhook_deliveries_enqueue, webhook_endpoint_create
+from tests.campaigns.helpers import campaign_admin_form
 from tests.factories import MemberFactory, OperatorFactory, UserFactory
 from tiers import services as tiers
 
@@ -114,27 +114,6 @@ def login(client, tenant, role) -> Operator:
 # attempt (a browser's post), and whether it took effect.
 
 
-def campaign_form(w) -> dict:
-    return {
-        "name": "After",
-        "description": "",
-        "type": "SIMPLE",
-        "start_at_0": "2026-01-01",
-        "start_at_1": "00:00:00",
-        "end_at_0": "",
-        "end_at_1": "",
-        "cohort": "",
-        "priority": "0",
-        "stacking": "STACKABLE",
-        "budget_rewards": "",
-        "budget_amount": "",
-        "member_cap_rewards": "",
-        "member_cap_amount": "",
-        "member_cap_period": "CAMPAIGN",
-        "rule_json": json.dumps(RULE),
-    }
-
-
 def item_form(w) -> dict:
     item = w.item
     return {
@@ -179,7 +158,7 @@ ROWS = {
         PROGRAM,
         lambda w: url("campaigns_campaign_change", w.campaign.pk),
         'name="_save"',
-        lambda c, w: c.post(url("campaigns_campaign_change", w.campaign.pk), campaign_form(w)),
+        lambda c, w: c.post(url("campaigns_campaign_change", w.campaign.pk), campaign_admin_form(RULE, name="After")),
         lambda w: Campaign.objects.get(pk=w.campaign.pk).name == "After",
     ),
     "activate a campaign": (

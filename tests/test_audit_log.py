@@ -25,6 +25,7 @@ from rewards.services import member_update, points_adjust
 from tenants.models import Operator, WebhookEndpoint
 from tenants.services import api_key_create
 from tenants.webhooks import webhook_endpoint_create, webhook_endpoint_secret_rotate
+from tests.campaigns.helpers import campaign_admin_form
 from tests.conftest import PASSWORD, basic_auth
 from tests.factories import MemberFactory, OperatorFactory
 
@@ -54,27 +55,6 @@ def make_campaign(tenant, name="Welcome"):
     )
 
 
-def campaign_form(name: str) -> dict:
-    return {
-        "name": name,
-        "description": "",
-        "type": "SIMPLE",
-        "start_at_0": "2026-01-01",
-        "start_at_1": "00:00:00",
-        "end_at_0": "",
-        "end_at_1": "",
-        "cohort": "",
-        "priority": "0",
-        "stacking": "STACKABLE",
-        "budget_rewards": "",
-        "budget_amount": "",
-        "member_cap_rewards": "",
-        "member_cap_amount": "",
-        "member_cap_period": "CAMPAIGN",
-        "rule_json": json.dumps(RULE),
-    }
-
-
 def listed(response) -> list:
     assert response.status_code == 200, response.status_code
     return list(response.context["cl"].result_list)
@@ -88,7 +68,7 @@ def test_a_change_in_the_back_office_is_recorded_with_who_when_the_tenant_and_be
     operator = login(client, tenant, Operator.Role.MANAGER)
     before = timezone.now()
 
-    response = client.post(url("campaigns_campaign_change", campaign.pk), campaign_form("After"))
+    response = client.post(url("campaigns_campaign_change", campaign.pk), campaign_admin_form(RULE, name="After"))
 
     assert response.status_code == 302
     created, updated = entries_of(campaign)

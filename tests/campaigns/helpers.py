@@ -1,6 +1,7 @@
 """Campaign fixtures for tests: rows made directly, so these tests do not depend on the
 management API (which has tests of its own)."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -68,6 +69,29 @@ def refund(event_id: str, original: str, amount: str | None = None) -> dict:
     if amount is not None:
         body["amount"] = amount
     return body
+
+
+def campaign_admin_form(rule, **overrides) -> dict:
+    """The admin's campaign form as a browser posts it (dates split by the admin's widget)."""
+    data = {
+        "name": "Promo",
+        "description": "",
+        "type": "SIMPLE",
+        "start_at_0": "2026-01-01",
+        "start_at_1": "00:00:00",
+        "end_at_0": "",
+        "end_at_1": "",
+        "cohort": "",
+        "priority": "0",
+        "stacking": "STACKABLE",
+        "budget_rewards": "",
+        "budget_amount": "",
+        "member_cap_rewards": "",
+        "member_cap_amount": "",
+        "member_cap_period": "CAMPAIGN",
+        "rule_json": rule if isinstance(rule, str) else json.dumps(rule),
+    }
+    return {**data, **overrides}
 
 
 def money(value) -> Decimal:

@@ -30,6 +30,7 @@ from rewards.api.events import event_validate
 from rewards.earning import event_ingest
 from rewards.models import InboundEvent, OutboxEvent, Transfer
 from tenants.models import Operator
+from tests.campaigns.helpers import campaign_admin_form
 from tests.factories import MemberFactory, OperatorFactory
 
 pytestmark = pytest.mark.django_db
@@ -76,26 +77,8 @@ def purchase(tenant, event_id: str, member_ref: str, amount="20.00", **extra):
 
 
 def builder_data(rule, **overrides) -> dict:
-    """The builder form as a browser posts it (dates split by the admin's widget)."""
-    data = {
-        "name": "Double dining",
-        "description": "",
-        "type": "SIMPLE",
-        "start_at_0": "2026-01-01",
-        "start_at_1": "00:00:00",
-        "end_at_0": "",
-        "end_at_1": "",
-        "cohort": "",
-        "priority": "5",
-        "stacking": "STACKABLE",
-        "budget_rewards": "",
-        "budget_amount": "",
-        "member_cap_rewards": "",
-        "member_cap_amount": "",
-        "member_cap_period": "CAMPAIGN",
-        "rule_json": rule if isinstance(rule, str) else json.dumps(rule),
-    }
-    return {**data, **overrides}
+    """The builder form as a browser posts it."""
+    return campaign_admin_form(rule, **{"name": "Double dining", "priority": "5", **overrides})
 
 
 def form_errors(response) -> dict:
