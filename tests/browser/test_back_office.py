@@ -4,7 +4,9 @@ notification in the member's app without a reload; another tenant's operator fin
 at the campaign's address."""
 
 import json
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -12,6 +14,7 @@ from playwright.sync_api import expect
 
 from campaigns.models import Action, Campaign
 from tenants.models import Operator
+from tests.browser.conftest import ROOT
 from tests.browser.test_demo_app import by_id, open_app, post_event
 from tests.campaigns.helpers import action_rule, campaign_make
 from tests.factories import OperatorFactory, TenantFactory, UserFactory
@@ -20,6 +23,16 @@ from tests.redemptions.helpers import member_with
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a-long-operator-password"
+# Where the screenshots the issue asks for land (make test leaves them there for people to look at).
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "build" / "screenshots")
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000, path
+    return path
 
 
 def operator(tenant, role: str, username: str) -> Operator:
@@ -47,6 +60,7 @@ def create_campaign(page, tenant, name: str, rule: dict) -> None:
     page.fill("#id_start_at_0", start.strftime("%Y-%m-%d"))
     page.fill("#id_start_at_1", start.strftime("%H:%M:%S"))
     page.fill("#id_rule_json", json.dumps(rule))
+    screenshot(page, "campaign-builder")
     with page.expect_navigation():
         page.click("input[name=_save]")
     assert not page.locator(".errorlist").all_inner_texts(), page.locator("#content").inner_text()
@@ -58,6 +72,8 @@ def test_an_operator_creates_and_activates_a_campaign_that_then_notifies_the_mem
     Action.objects.create(tenant=tenant, code="app.login", description="Opened the app")
     member_with(tenant, 10, external_ref="carol")
     sign_in(page, "maria")
+    expect(page.locator("#insights-home")).to_contain_text("the last 30 days")
+    screenshot(page, "back-office-dashboard")
 
     create_campaign(
         page,
@@ -87,6 +103,7 @@ def test_an_operator_creates_and_activates_a_campaign_that_then_notifies_the_mem
         "You earned 40 points"
     )
     expect(by_id(app, "balance")).to_have_text("50")
+    screenshot(app, "demo-app-notification")
     assert app.evaluate("window.stillTheSamePage") is True
     assert not page.script_errors and not app.script_errors
 
