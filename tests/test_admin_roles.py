@@ -98,7 +98,7 @@ def world(tenant) -> SimpleNamespace:
         endpoint=endpoint,
         delivery=delivery,
         colleague=colleague,
-        api_key=tenant.api_keys.get(),
+        api_key=tenant.api_keys.order_by("created_at").first(),
     )
 
 
