@@ -42,6 +42,15 @@ class QuietServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    def serve_until_interrupted(self) -> None:
+        """Serve in the foreground (`python -m ...`) until Ctrl-C."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.server_close()
+
     def handle_error(self, request, client_address):
         # A client that gave up (a timeout the test asked for) closes the connection under us.
         if self.verbose:

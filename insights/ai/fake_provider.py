@@ -260,12 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     server = FakeServer((args.host, args.port), key=args.key, verbose=not args.quiet)
     mode = server.state.set_mode(args.mode, delay=args.delay, variant=args.variant, category_id=args.category_id)
     print(f"==> fake AI provider on {server.base_url}/v1{COMPLETIONS} (mode {mode['mode']})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -337,12 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     server = SandboxServer((args.host, args.port), token=args.token, verbose=not args.quiet)
     mode = server.state.set_mode(args.mode, delay=args.delay, every=args.every)
     print(f"==> sandbox fulfilment partner on {server.base_url} (mode {mode['mode']})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

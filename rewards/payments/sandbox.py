@@ -202,12 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = SandboxServer((args.host, args.port), delay=args.delay, verbose=not args.quiet)
     print(f"==> sandbox payment gateway on {server.base_url} (tokens: tok_approve, tok_decline, ...)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

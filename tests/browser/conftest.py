@@ -21,7 +21,11 @@ from django.db import connection, connections
 
 from core.db import database_url
 from redemptions.partners.sandbox import PartnerSandbox
-from tests.integration.conftest import celery_queue, celery_worker_process  # noqa: F401 - fixtures used here
+from tests.integration.conftest import (  # noqa: F401 - fixtures used here
+    celery_queue,
+    celery_worker_process,
+    process_stop,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
@@ -94,12 +98,7 @@ def demo_server(request, tenant, celery_queue, demo_server_env, tmp_path) -> str
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        process_stop(server)
 
 
 @pytest.fixture

@@ -54,13 +54,18 @@ def celery_worker_start(queue: str, **extra_env: str) -> subprocess.Popen:
     return worker
 
 
-def celery_worker_stop(worker: subprocess.Popen) -> None:
-    worker.terminate()
+def process_stop(process: subprocess.Popen, *, grace: float = 10) -> None:
+    """Ask a child process (a worker, a server) to stop; kill it if it takes longer than `grace`."""
+    process.terminate()
     try:
-        worker.wait(timeout=20)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(timeout=10)
+        process.kill()
+        process.wait(timeout=10)
+
+
+def celery_worker_stop(worker: subprocess.Popen) -> None:
+    process_stop(worker, grace=20)
 
 
 @pytest.fixture
@@ -155,8 +160,4 @@ def daphne_url(transactional_db, settings):
                 time.sleep(0.1)
         yield f"ws://127.0.0.1:{port}/ws"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        process_stop(server)
