@@ -222,6 +222,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.PagePagination",
+    # Counts only writes to views that name a `rate_limit_scope` (RATE_LIMITS below).
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.ratelimit.ScopedRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
@@ -326,6 +328,23 @@ IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_S
 
 # The VIP tier endpoints answer at most this many requests a second per tenant (seed 004); 0: no limit.
 TIER_RATE_LIMIT_PER_SECOND = env_int("TIER_RATE_LIMIT_PER_SECOND", 100)
+
+# Rate limits of the endpoints that move points or stock (core/api/ratelimit.py), per scope and
+# bucket: per API key and per member (the member token's, or the memberRef an API-key call acts
+# for), fixed windows ("N/s", "N/min", "N/hour", "N/day"; None or 0: no limit). A batch of events
+# counts as its number of events against the API key. Each can be set from the environment, e.g.
+# RATE_LIMIT_EVENTS_MEMBER=600/min; RATE_LIMITS_ENABLED=0 turns them all off (the load benchmark).
+RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", default=True)
+RATE_LIMITS = {
+    scope: {bucket: os.environ.get(f"RATE_LIMIT_{scope}_{bucket}".upper(), rate) for bucket, rate in rates.items()}
+    for scope, rates in {
+        "events": {"api_key": "30000/min", "member": "1200/min"},  # POST /events, /events:batch
+        "points": {"api_key": "6000/min", "member": "600/min"},  # POST /members/{memberRef}/adjustments
+        "redemptions": {"api_key": "6000/min", "member": "120/min"},  # POST /redemptions, :cancel
+        "purchases": {"api_key": "1200/min", "member": "60/min"},  # POST /credit-purchases
+        "stock": {"api_key": "3000/min", "member": None},  # POST /catalog/items/{itemId}/stock-movements
+    }.items()
+}
 
 # Credit purchases: the payment gateway adapter ("http", or the dotted path of a class with the
 # same interface), where the HTTP gateway listens (the sandbox in development and tests) and how

@@ -301,6 +301,7 @@ class ItemSearchApi(ItemReadMixin, CatalogApiBase):
 
 
 class StockMovementListCreateApi(CatalogApiBase, ListAPIView):
+    rate_limit_scope = "stock"  # POST only: reads are not counted
     queryset = StockMovement.objects.none()  # for the schema; requests use get_queryset
     serializer_class = StockMovementSerializer
     pagination_class = LedgerCursorPagination

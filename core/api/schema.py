@@ -25,8 +25,28 @@ REQUIRED_IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
 )
 
 
+RETRY_AFTER_HEADER = {
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "Seconds until the rate limit's window starts afresh.",
+}
+
+
 class AutoSchema(StandardizedErrorsAutoSchema):
-    """Documents the standard error responses of every endpoint."""
+    """Documents the standard error responses of every endpoint, and the 429 of the writes
+    that count against a rate limit (core/api/ratelimit.py)."""
+
+    def _get_response_bodies(self, direction="response"):
+        from core.api.ratelimit import is_rate_limited, rate_limits_describe
+
+        responses = super()._get_response_bodies(direction=direction)
+        if direction == "response" and "429" not in responses and is_rate_limited(self.view, self.method):
+            description = rate_limits_describe(self.view.rate_limit_scope)
+            response = self._get_response_for_code(
+                OpenApiResponse(DomainErrorResponseSerializer, description=description), "429"
+            )
+            response["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+            responses["429"] = response
+        return responses
 
 
 def camelize_error_attrs(result, generator, request, public):

@@ -15,6 +15,7 @@ from core.api.permissions import IsApiKeyOrMember, IsTenantClientOrMemberReading
 from core.api.principals import MemberClient, actor_of
 from core.api.schema import REQUIRED_IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantOrMemberAPIView
+from core.exceptions import DomainError
 from core.idempotency import idempotent
 from core.ids import uuid_or_none
 from core.validators import member_ref_validator
@@ -128,6 +129,7 @@ class RedemptionCancelSerializer(serializers.Serializer):
 
 
 class RedemptionListCreateApi(TenantOrMemberAPIView, ListAPIView):
+    rate_limit_scope = "redemptions"  # POST only: reads are not counted
     serializer_class = RedemptionSerializer
     pagination_class = LedgerCursorPagination
     queryset = Redemption.objects.none()  # for the schema; requests use get_queryset
@@ -220,6 +222,18 @@ class RedemptionDetailApi(TenantOrMemberAPIView):
 
 class RedemptionCancelApi(TenantOrMemberAPIView):
     permission_classes = [IsApiKeyOrMember]
+    rate_limit_scope = "redemptions"
+
+    def rate_limit_member_ref(self, request) -> str | None:
+        """The member the cancellation gives points back to: an API-key call names only the
+        redemption. None (the view answers 404) when there is no such redemption."""
+        if self.member is not None:
+            return self.member.external_ref
+        try:
+            redemption = selectors.redemption_get(tenant=self.tenant, redemption_id=self.kwargs["redemption_id"])
+        except DomainError:
+            return None
+        return redemption.member.external_ref
 
     @extend_schema(
         operation_id="redemptions_cancel",

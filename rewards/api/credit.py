@@ -205,6 +205,7 @@ class CreditPurchaseCreateSerializer(serializers.Serializer):
 
 
 class CreditPurchaseListCreateApi(TenantOrMemberAPIView, ListAPIView):
+    rate_limit_scope = "purchases"  # POST only: reads are not counted
     serializer_class = CreditPurchaseSerializer
     pagination_class = LedgerCursorPagination
     queryset = CreditPurchase.objects.none()  # for the schema; requests use get_queryset

@@ -135,6 +135,8 @@ def _response(outcome: EventOutcome) -> Response:
 
 
 class EventIngestApi(TenantAPIView):
+    rate_limit_scope = "events"
+
     @extend_schema(
         operation_id="events_ingest",
         summary="Post an event",
@@ -163,6 +165,18 @@ class EventBatchSerializer(serializers.Serializer):
 
 
 class EventBatchApi(TenantAPIView):
+    rate_limit_scope = "events"
+
+    def rate_limit_amount(self, request) -> int:
+        """A batch counts as its number of events against the API key, so batching does not
+        multiply what a key may post."""
+        events = request.data.get("events") if isinstance(request.data, dict) else None
+        return len(events) if isinstance(events, list) else 1
+
+    def rate_limit_member_ref(self, request) -> None:
+        # A batch carries many members; it is held to the API key's bucket only (documented).
+        return None
+
     @extend_schema(
         operation_id="events_batch",
         summary="Post up to 1,000 events",

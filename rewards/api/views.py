@@ -84,6 +84,8 @@ class MemberDetailApi(TenantAPIView):
 
 
 class MemberAdjustmentApi(TenantAPIView):
+    rate_limit_scope = "points"
+
     @extend_schema(
         summary="Adjust a member's points",
         description="An operator credit (positive points) or debit (negative). A debit never takes "
