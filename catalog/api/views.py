@@ -3,13 +3,14 @@ and stock movements. Reads take a member token too; writes are the tenant's."""
 
 from functools import cached_property
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
-from catalog import selectors, services
+from catalog import search, selectors, services
 from catalog.api.serializers import (
     CatalogCategorySerializer,
     CatalogCategoryUpdateSerializer,
@@ -24,6 +25,7 @@ from catalog.api.serializers import (
 )
 from catalog.exceptions import CategoryNotFound
 from catalog.models import Category, Item, StockMovement
+from catalog.pricing import max_affordable_cost
 from core.api.pagination import LedgerCursorPagination, PagePagination
 from core.api.permissions import IsTenantClientOrMemberReading
 from core.api.principals import actor_of
@@ -283,21 +285,73 @@ class ItemSearchApi(ItemReadMixin, CatalogApiBase):
     )
     def get(self, request):
         viewer, query, include_inactive = self.viewer_and_query(CatalogItemSearchQuerySerializer)
-        ids, match, hit = selectors.item_search(
+        filters = query.filters()
+        missed = []
+
+        def render() -> tuple[str, str, bytes]:
+            missed.append(True)
+            match, data = self.page(viewer=viewer, query=query, include_inactive=include_inactive, filters=filters)
+            renderer = request.accepted_renderer
+            body = renderer.render(data, request.accepted_media_type, self.get_renderer_context())
+            return match, request.accepted_media_type, body
+
+        # A hit serves the rendered page: no items loaded, nothing serialized. Its key holds all
+        # that shapes the bytes (see page_key); any catalog write retires it with the rest of
+        # the tenant's searches (catalog.search).
+        (match, content_type, body), _ = search.results_cache.get_or_load(
+            tenant_pk=self.tenant.pk,
+            parts=self.page_key(viewer=viewer, include_inactive=include_inactive, filters=filters),
+            load=render,
+        )
+        if not missed:
+            search.SEARCH_CACHE.labels(result="page").inc()
+        response = HttpResponse(body, content_type=content_type)
+        response["X-Cache"] = "MISS" if missed else "HIT"
+        response["X-Search-Match"] = match
+        return response
+
+    def page_key(self, *, viewer, include_inactive: bool, filters: dict) -> dict:
+        """What a rendered page depends on besides the catalog itself: the URL (query, filters,
+        page, page size, locale; its host too, as the page links are absolute), the names the
+        caller prefers, the tenant's default locale and currency, and what the viewer changes
+        (the tiers it reaches, its discount in memberPointCost, its balance when `affordable`
+        filters by it). Members in the same tier share pages; no member's id is in them."""
+        request = self.request
+        return {
+            "page": request.build_absolute_uri(),
+            "accept_language": request.headers.get("Accept-Language"),
+            "media_type": request.accepted_media_type,
+            "default_locale": self.tenant.default_locale,
+            "currency": self.tenant.currency,
+            "inactive": include_inactive,
+            "member": viewer.is_member,
+            "tiers": viewer.tiers,
+            "discount": str(viewer.discount_percentage) if viewer.is_member else None,
+            "ceiling": max_affordable_cost(viewer.balance, viewer.discount_percentage)
+            if viewer.is_member and filters.get("affordable") is not None
+            else None,
+        }
+
+    def page(self, *, viewer, query, include_inactive: bool, filters: dict) -> tuple[str, dict]:
+        """(match, data): the requested page of the best matches, serialized."""
+        ids, match, _ = selectors.item_search(
             tenant=self.tenant,
             query=query.validated_data["q"],
             viewer=viewer,
             include_inactive=include_inactive,
-            **query.filters(),
+            **filters,
         )
         paginator = PagePagination()
-        page = paginator.paginate_queryset(ids, request, view=self)
+        page = paginator.paginate_queryset(ids, self.request, view=self)
         items = selectors.items_by_ids(tenant=self.tenant, ids=page)
-        context = {**self.locale_context(), "request": request, "viewer": viewer, "currency": self.tenant.currency}
-        response = paginator.get_paginated_response(CatalogItemSerializer(items, many=True, context=context).data)
-        response["X-Cache"] = "HIT" if hit else "MISS"
-        response["X-Search-Match"] = match
-        return response
+        context = {
+            **self.locale_context(),
+            "request": self.request,
+            "viewer": viewer,
+            "currency": self.tenant.currency,
+        }
+        data = paginator.get_paginated_response(CatalogItemSerializer(items, many=True, context=context).data).data
+        return match, data
 
 
 class StockMovementListCreateApi(CatalogApiBase, ListAPIView):

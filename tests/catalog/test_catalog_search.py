@@ -2,15 +2,25 @@
 trigrams, ranked; one tenant never finds another's items; cached results never hide an edit."""
 
 import pytest
+from rest_framework.test import APIClient
 
 from catalog import services
 from catalog.models import Item
+from rewards.services import member_token_issue, points_adjust
 from tests.catalog.helpers import item, put_in_tier, tier_ladder
 from tests.core.shapes import assert_error
+from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
 
 SEARCH = "/api/v1/catalog/search"
+
+
+def client_of(member) -> APIClient:
+    token, _ = member_token_issue(member=member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
 
 
 def found(response) -> list[str]:
@@ -137,3 +147,56 @@ def test_a_missing_or_empty_query_is_a_400_naming_q(api_client, params):
 def test_tsquery_syntax_in_the_query_is_just_words(api_client, shelf):
     # the operators are dropped: "head phones", found by trigram similarity to the name
     assert found(api_client.get(SEARCH, {"q": "head:* & !phones | ('"})) == ["Headphones"]
+
+
+@pytest.mark.django_db(transaction=True)  # the cache is retired on commit, as in production
+def test_a_cached_page_is_served_as_rendered_without_loading_an_item(api_client, shelf, django_assert_num_queries):
+    first = api_client.get(SEARCH, {"q": "headphone", "pageSize": 1})
+    assert (first["X-Cache"], first["X-Search-Match"]) == ("MISS", "fulltext")
+
+    with django_assert_num_queries(1):  # the API key's tenant; no search, no items
+        again = api_client.get(SEARCH, {"q": "headphone", "pageSize": 1})
+
+    assert (again["X-Cache"], again["X-Search-Match"]) == ("HIT", "fulltext")
+    assert again["Content-Type"] == "application/json"
+    assert again.content == first.content
+    assert again.json()["next"] == "http://testserver/api/v1/catalog/search?page=2&pageSize=1&q=headphone"
+
+    # how the items matched is told on a hit too
+    api_client.get(SEARCH, {"q": "headphnes"})
+    typo = api_client.get(SEARCH, {"q": "headphnes"})
+    assert (typo["X-Cache"], typo["X-Search-Match"]) == ("HIT", "similar")
+    assert found(typo) == ["Headphones"]
+
+
+@pytest.mark.django_db(transaction=True)  # the cache is retired on commit, as in production
+def test_a_cached_page_is_never_served_to_a_caller_it_would_show_otherwise(tenant, shelf, api_client):
+    ladder = tier_ladder(tenant)  # silver 10 % off, gold 25 % off
+    silver, gold = MemberFactory(tenant=tenant), MemberFactory(tenant=tenant)
+    put_in_tier(silver, ladder["silver"])
+    put_in_tier(gold, ladder["gold"])
+    points_adjust(tenant=tenant, member=silver, points=2000, reason="x", actor="t")
+
+    def cost(client, **params) -> list:
+        response = client.get(SEARCH, {"q": "headphones", **params})
+        assert response.status_code == 200, response.content
+        return [row["memberPointCost"] for row in response.json()["results"]]
+
+    # members in different tiers pay different prices for the same page
+    assert cost(client_of(silver))[0] == 2250
+    assert cost(client_of(gold))[0] == 1875
+    assert cost(client_of(silver))[0] == 2250
+    assert cost(api_client)[0] is None
+
+    # the names follow the caller's locale, cached or not
+    arabic = {"HTTP_ACCEPT_LANGUAGE": "ar"}
+    assert found(api_client.get(SEARCH, {"q": "mug"})) == ["Coffee Mug"]
+    assert found(api_client.get(SEARCH, {"q": "mug"}, **arabic)) == ["كوب قهوة"]
+    assert found(api_client.get(SEARCH, {"q": "mug"}, **arabic)) == ["كوب قهوة"]
+    assert found(api_client.get(SEARCH, {"q": "mug", "locale": "ar"})) == ["كوب قهوة"]
+    assert found(api_client.get(SEARCH, {"q": "mug"})) == ["Coffee Mug"]
+
+    # what a member can afford follows their balance, though nothing in the catalog changed
+    assert cost(client_of(silver), affordable="true") == [1350]
+    points_adjust(tenant=tenant, member=silver, points=500, reason="x", actor="t")
+    assert cost(client_of(silver), affordable="true") == [2250, 1350]
