@@ -40,11 +40,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", default=not os.environ.get("DATABASE_URL"))
+# DJANGO_ENV=production turns on the deployment settings (docs/deployment.md): DEBUG off, a real
+# SECRET_KEY required, HTTPS only (redirect, HSTS, secure cookies). Anything else is a local
+# checkout or the tests, which keep the embedded defaults so `make run` needs no environment.
+DJANGO_ENV = (os.environ.get("DJANGO_ENV") or "development").strip().lower()
+PRODUCTION = DJANGO_ENV == "production"
+DEBUG = env_bool("DEBUG", default=not PRODUCTION and not os.environ.get("DATABASE_URL"))
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production")
 # The embedded default is only for a local checkout; any real deployment sets SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY") or "local-development-only-not-a-secret"
-if not DEBUG and SECRET_KEY == "local-development-only-not-a-secret" and env_bool("REQUIRE_SECRET_KEY", default=False):
-    raise ImproperlyConfigured("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
+DEVELOPMENT_SECRET_KEY = "local-development-only-not-a-secret"
+SECRET_KEY = os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY and (PRODUCTION or env_bool("REQUIRE_SECRET_KEY", default=False)):
+    raise ImproperlyConfigured("SECRET_KEY must be set (and not the development key) when DJANGO_ENV=production")
+if PRODUCTION and len(SECRET_KEY) < 50:
+    # Django's own deploy check (security.W009) asks for 50 characters; refuse at start, not later.
+    raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long when DJANGO_ENV=production")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -68,6 +79,8 @@ INSTALLED_APPS = [
     "channels",
     "import_export",
     "auditlog",
+    "corsheaders",
+    "axes",
     "core",
     "core.audit",  # after auditlog: its admin replaces auditlog's
     "tenants",
@@ -85,6 +98,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as django-cors-headers asks
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -92,6 +106,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.access_log_middleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out admin login into the lockout page
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -230,6 +245,11 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+
+# Hostile input (core.api.parsers): a JSON body larger than this is a 413 before it is parsed,
+# and one nested deeper a 400 (Python's recursion limit would otherwise turn it into a 500).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 64)
 
 DRF_STANDARDIZED_ERRORS = {
     "EXCEPTION_HANDLER_CLASS": "core.api.errors.ExceptionHandler",
@@ -517,7 +537,69 @@ if WEBHOOK_RETRY_BUDGET_SECONDS < 24 * 60 * 60 and not DEBUG:
     raise ImproperlyConfigured("WEBHOOK_RETRY_BUDGET_SECONDS must be at least 86400 (24 hours) outside DEBUG")
 # End of webhooks -----------------------------------------------------------------------
 
-# Behind a TLS-terminating proxy.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)
+# Transport security -------------------------------------------------------------------
+# Behind a TLS-terminating proxy: the header (and value) the proxy sets on HTTPS requests,
+# "X-Forwarded-Proto: https" unless SECURE_PROXY_SSL_HEADER says otherwise; "off" when the
+# server is reached directly, since a client could then claim HTTPS by sending the header.
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto: https").strip()
+if _proxy_ssl_header.lower() in {"", "off", "none", "0"}:
+    SECURE_PROXY_SSL_HEADER = None
+else:
+    _name, _, _value = _proxy_ssl_header.partition(":")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip() or "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Load balancers probe over plain HTTP inside the network; a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
+# HSTS: a year once in production (browsers then refuse plain HTTP to the host); 0 elsewhere so a
+# local checkout served over http://localhost is never pinned to HTTPS.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 60 * 60 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+# Headers on every response, in every environment (the tests check them).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"  # nothing here is meant to be framed: no clickjacking of the back office
+
+# CORS (django-cors-headers): browser origins allowed to call the API, only under /api/. None by
+# default: server-to-server calls and native apps need no CORS; a web app's origin is added
+# explicitly, e.g. CORS_ALLOWED_ORIGINS=https://app.example.com. No cookies cross origins (the
+# API authenticates with headers).
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "x-api-key",
+    "x-request-id",
+)
+CORS_EXPOSE_HEADERS = ("etag", "retry-after", "x-request-id", "x-search-match")
+
+# Admin login brute-force protection (django-axes) ---------------------------------------
+# AXES_FAILURE_LIMIT wrong passwords for one username from one IP address lock that pair out
+# for AXES_COOLOFF_MINUTES; the same username from another address, and other usernames from
+# the same address, still get through (a stolen list of usernames cannot lock everyone out from
+# one place, and one operator's typos do not lock their colleagues out). An operator is unlocked
+# early by deleting their rows under Axes > Access attempts in the admin, or `manage.py
+# axes_reset_username <username>`.
+AUTHENTICATION_BACKENDS = [
+    "core.auth_backends.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "axes/lockout.html"
+# Behind the proxy the client's address is the last one the proxy appended to X-Forwarded-For.
+AXES_CLIENT_IP_CALLABLE = "core.auth_backends.client_ip"
+AXES_LOCKOUT_CALLABLE = "core.auth_backends.lockout_response"
+AXES_VERBOSE = False

@@ -1,8 +1,11 @@
+import io
 import re
 
+from django.conf import settings
 from djangorestframework_camel_case.settings import api_settings as camel_settings
 from djangorestframework_camel_case.util import underscoreize
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 from core.api.casing import camel
@@ -14,16 +17,19 @@ UNSTORABLE = [
     (re.compile("[\ud800-\udfff]"), "surrogate_characters", "Unpaired surrogate characters are not allowed."),
 ]
 
-# Deeper JSON would exhaust Python's recursion limit somewhere down the line (a server error).
-MAX_DEPTH = 64
+
+class RequestBodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+    default_detail = "The request body is too large."
 
 
-def _too_deep(value) -> bool:
+def _too_deep(value, max_depth: int) -> bool:
     stack = [(value, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, (dict, list)):
-            if depth > MAX_DEPTH:
+            if depth > max_depth:
                 return True
             items = value.values() if isinstance(value, dict) else value
             stack.extend((item, depth + 1) for item in items)
@@ -50,17 +56,35 @@ def _path_of(pattern: re.Pattern, value, path: str = "") -> str | None:
     return None
 
 
+def _body_within_limit(stream, parser_context, limit: int) -> io.BytesIO:
+    """The body, read at most one byte past `limit`: a client that declares or sends more gets a
+    413 before the JSON decoder (or memory) pays for it."""
+    request = (parser_context or {}).get("request")
+    declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestBodyTooLarge(f"The request body must not exceed {limit} bytes.")
+    body = stream.read(limit + 1)
+    if len(body) > limit:
+        raise RequestBodyTooLarge(f"The request body must not exceed {limit} bytes.")
+    return io.BytesIO(body)
+
+
 class CamelCaseJSONParser(JSONParser):
     """DRF's strict JSON parser (no NaN or Infinity), then camelCase keys to snake_case.
-    Strings holding characters that cannot be stored are refused here, naming the field."""
+    Hostile bodies stop here, once for every endpoint: larger than API_MAX_BODY_BYTES is a 413,
+    nested deeper than API_MAX_JSON_DEPTH a 400 (deeper JSON would exhaust Python's recursion
+    limit somewhere down the line, a server error), and strings holding characters that cannot
+    be stored are refused naming the field."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        max_depth = settings.API_MAX_JSON_DEPTH
+        stream = _body_within_limit(stream, parser_context, settings.API_MAX_BODY_BYTES)
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
-            raise ParseError(f"JSON must not nest deeper than {MAX_DEPTH} levels.") from exc
-        if _too_deep(data):
-            raise ParseError(f"JSON must not nest deeper than {MAX_DEPTH} levels.")
+            raise ParseError(f"JSON must not nest deeper than {max_depth} levels.") from exc
+        if _too_deep(data, max_depth):
+            raise ParseError(f"JSON must not nest deeper than {max_depth} levels.")
         data = underscoreize(data, **camel_settings.JSON_UNDERSCOREIZE)
         for pattern, code, message in UNSTORABLE:
             path = _path_of(pattern, data)
