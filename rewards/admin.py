@@ -10,8 +10,11 @@ from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import CSV
+from import_export.forms import ConfirmImportForm, ImportForm
 
-from core.admin_scoping import TenantScopedAdminMixin, adopt_saved
+from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
 from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 from core.exceptions import DomainError
 from core.roles import OPERATIONS_ROLES, PROGRAM_ROLES
@@ -30,6 +33,8 @@ from rewards.models import (
     SpendCategory,
     Transfer,
 )
+from rewards.resources import MemberResource
+from tenants.models import Tenant
 
 MEMBER_EDITABLE = ("status", "locale", "attributes")
 
@@ -52,8 +57,20 @@ class PointsAdjustForm(forms.Form):
         return points
 
 
+class MemberImportForm(ImportForm):
+    """For platform staff, who belong to no tenant: the file's members go into the one chosen."""
+
+    tenant = forms.ModelChoiceField(
+        queryset=Tenant.objects.order_by("name"), help_text="The tenant whose members the file holds."
+    )
+
+
+class MemberConfirmImportForm(ConfirmImportForm):
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), widget=forms.HiddenInput)
+
+
 @admin.register(Member)
-class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class MemberAdmin(ImportExportMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     add_roles = change_roles = OPERATIONS_ROLES
 
     list_display = ("external_ref", "tenant", "status", "balance", "created_at")
@@ -61,6 +78,12 @@ class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_select_related = ("tenant",)
     search_fields = ("external_ref",)
     ordering = ("-created_at", "-pk")
+
+    # CSV import and export: one tenant's members (see rewards/resources.py).
+    resource_classes = [MemberResource]
+    import_formats = [CSV]
+    export_formats = [CSV]
+    import_template_name = "admin/rewards/member/import.html"
 
     def get_queryset(self, request):
         points = Account.objects.filter(member=OuterRef("pk"), kind=Account.Kind.MEMBER).values("balance")[:1]
@@ -82,6 +105,67 @@ class MemberAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # A member with a ledger cannot go; closing it (status) is the way out.
         return False
+
+    # Import and export -------------------------------------------------------------------
+
+    def has_import_permission(self, request):
+        # Imports create and change members: support and above (viewers only read).
+        return self.role_allows(request, OPERATIONS_ROLES)
+
+    def has_export_permission(self, request):
+        # An export is one tenant's: platform staff, who see every tenant, are refused.
+        return self.request_tenant(request) is not None and self.has_view_permission(request)
+
+    def get_import_form_class(self, request):
+        return MemberImportForm if is_platform_staff(request.user) else super().get_import_form_class(request)
+
+    def get_confirm_form_class(self, request):
+        return MemberConfirmImportForm if is_platform_staff(request.user) else super().get_confirm_form_class(request)
+
+    def get_confirm_form_initial(self, request, import_form):
+        initial = super().get_confirm_form_initial(request, import_form)
+        if import_form is not None and "tenant" in import_form.fields:
+            initial["tenant"] = import_form.cleaned_data["tenant"].pk
+        return initial
+
+    def import_tenant(self, request, form=None):
+        """The operator's tenant, or the one platform staff chose on the form (None until then)."""
+        if not is_platform_staff(request.user):
+            return self.request_tenant(request)
+        return (getattr(form, "cleaned_data", None) or {}).get("tenant")
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        return {"tenant": self.import_tenant(request, kwargs.get("form"))}
+
+    def get_import_data_kwargs(self, **kwargs):
+        # All or nothing: a row that fails when confirmed (the member it updates changed since
+        # the preview) undoes the rows before it too.
+        return {**super().get_import_data_kwargs(**kwargs), "rollback_on_validation_errors": True}
+
+    def process_result(self, result, request):
+        if result.has_errors() or result.has_validation_errors():
+            problems = [
+                f"row {row.number}, {column}: {' '.join(errors)}"
+                for row in result.invalid_rows[:10]
+                for column, errors in row.error_dict.items()
+            ] + [f"row {row.number}: {row.errors[0].error}" for row in result.error_rows[:10]]
+            problems += [str(error.error) for error in result.base_errors[:3]]
+            self.message_user(
+                request, f"Nothing was imported; since the preview: {'; '.join(problems)}", messages.ERROR
+            )
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:rewards_member_import"))
+        return super().process_result(result, request)
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {"tenant": self.request_tenant(request)}
+
+    def get_export_filename(self, request, queryset, file_format):
+        tenant = self.request_tenant(request)
+        return (
+            super()
+            .get_export_filename(request, queryset, file_format)
+            .replace("Member-", f"members-{tenant.slug if tenant else 'all'}-", 1)
+        )
 
     def has_adjust_permission(self, request, obj=None) -> bool:
         return self.role_allows(request, OPERATIONS_ROLES) and self.in_scope(request, obj)
