@@ -181,6 +181,10 @@ class MemberNotificationConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.forward(message)
 
+    async def member_close(self, message):
+        # The member was erased or closed (rewards.privacy): the group's name may pass to a new member.
+        await self.close_unauthorized(str(message.get("reason") or "member_closed"))
+
     async def forward(self, message: dict) -> None:
         frame, position = message.get("frame"), message.get("position")
         if not isinstance(frame, dict):

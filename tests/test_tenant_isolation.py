@@ -148,6 +148,8 @@ CASES = [
         {"points": -100, "reason": "take it"},
     ),
     Case("api/v1/members/<str:member_ref>/transfers", "get", "/api/v1/members/{a_ref}/transfers", 404),
+    Case("api/v1/members/<str:member_ref>", "delete", "/api/v1/members/{a_ref}", 404),
+    Case("api/v1/members/<str:member_ref>/export", "get", "/api/v1/members/{a_ref}/export", 404),
     Case("api/v1/members/<str:member_ref>/token", "post", "/api/v1/members/{a_ref}/token", 404),
     # Categories: codes and MCCs are per tenant, so B's lists and creations are B's own.
     Case("api/v1/categories", "get", "/api/v1/categories", 200),

@@ -6,6 +6,7 @@ from rewards.api import notifications as notification_views
 urlpatterns = [
     path("members", views.MemberListCreateApi.as_view(), name="member-list"),
     path("members/<str:member_ref>", views.MemberDetailApi.as_view(), name="member-detail"),
+    path("members/<str:member_ref>/export", views.MemberExportApi.as_view(), name="member-export"),
     path("members/<str:member_ref>/adjustments", views.MemberAdjustmentApi.as_view(), name="member-adjustments"),
     path("members/<str:member_ref>/transfers", views.MemberTransferListApi.as_view(), name="member-transfers"),
     path("members/<str:member_ref>/token", views.MemberTokenApi.as_view(), name="member-token"),

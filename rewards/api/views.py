@@ -1,4 +1,6 @@
+from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
@@ -11,7 +13,7 @@ from core.api.principals import actor_of
 from core.api.schema import IDEMPOTENCY_KEY_HEADER, domain_errors
 from core.api.views import TenantAPIView
 from core.idempotency import idempotent
-from rewards import selectors, services
+from rewards import privacy, selectors, services
 from rewards.api.filters import MemberFilter
 from rewards.api.serializers import (
     AdjustmentResultSerializer,
@@ -23,6 +25,7 @@ from rewards.api.serializers import (
     MemberUpdateSerializer,
     TransferSerializer,
 )
+from rewards.exceptions import MemberNotFound
 from rewards.models import Member, Transfer
 
 
@@ -81,6 +84,43 @@ class MemberDetailApi(TenantAPIView):
         serializer.is_valid(raise_exception=True)
         services.member_update(member=member, **serializer.validated_data)
         return Response(MemberSerializer(selectors.member_get(tenant=self.tenant, external_ref=member_ref)).data)
+
+    @extend_schema(
+        summary="Erase a member (privacy request)",
+        description="Anonymizes the member: the memberRef becomes an opaque `erased-...` ref (the old "
+        "one is free for a new member), attributes and locale are cleared, the status becomes CLOSED "
+        "(member tokens are refused, open WebSockets closed), and copies of the ref and attribute "
+        "values are scrubbed from events, webhook deliveries and the audit log. The ledger is kept: "
+        "the balance stays on the anonymized account and lapses under the expiry policy. Emits "
+        "`member.erased`. A second erasure is a 404 (the old ref is gone; an erased ref is not "
+        "erased again).",
+        request=None,
+        responses={204: None},
+    )
+    def delete(self, request, member_ref):
+        member = selectors.member_get(tenant=self.tenant, external_ref=member_ref)
+        if privacy.member_is_erased(member):
+            raise MemberNotFound(field="memberRef")
+        privacy.member_erase(tenant=self.tenant, member=member, actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberExportApi(TenantAPIView):
+    @extend_schema(
+        summary="Export a member's data (privacy request)",
+        description="One JSON object, streamed: `memberRef` and `sections`, each a list of rows: "
+        "`profile`, `accounts` (balances), `lots`, `transfers`, then one section per kind of record "
+        "that refers to the member, by model (`campaigns.Incentive`, `redemptions.Redemption`, "
+        "`tiers.TierHistory`, ...). Field names are those of the database.",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, member_ref):
+        member = selectors.member_get(tenant=self.tenant, external_ref=member_ref)
+        response = StreamingHttpResponse(
+            privacy.member_export_json(tenant=self.tenant, member=member), content_type="application/json"
+        )
+        response["Content-Disposition"] = 'attachment; filename="member-export.json"'
+        return response
 
 
 class MemberAdjustmentApi(TenantAPIView):
