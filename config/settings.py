@@ -210,6 +210,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "webhooks-due-sweep": {"task": "tenants.tasks.webhooks_due_sweep", "schedule": timedelta(seconds=30)},
     "redemptions-reconcile": {"task": "redemptions.tasks.redemptions_reconcile", "schedule": timedelta(minutes=1)},
+    "reconcile": {"task": "insights.tasks.reconcile", "schedule": timedelta(hours=1)},
     "insights-rollups-update": {
         "task": "insights.tasks.rollups_update",
         "schedule": timedelta(seconds=int(os.environ.get("INSIGHTS_ROLLUP_INTERVAL_SECONDS") or 15)),

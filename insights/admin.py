@@ -15,8 +15,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from core.admin_scoping import is_platform_staff, operator_role
+from core.admin_scoping import TenantScopedAdminMixin, is_platform_staff, operator_role
+from core.admin_services import ReadOnlyAdminMixin
 from core.api.principals import operator_tenant
+from insights.models import ReconciliationDrift, ReconciliationRun
 from insights.program import INTERVALS, MAX_BUCKETS, program_report, program_window
 from redemptions.models import Redemption
 from tenants.models import Tenant
@@ -280,6 +282,57 @@ def program_view(request):
 
 
 # The admin site: the page's URL and its entry in the app list ------------------------------------------
+
+
+# Reconciliation (read-only) ----------------------------------------------------------------
+
+
+class ReconciliationDriftInline(admin.TabularInline):
+    model = ReconciliationDrift
+    fields = readonly_fields = ("kind", "object_type", "object_id", "object_repr", "stored", "computed")
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the run's own admin has already scoped and authorised `obj`
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    """What each hourly reconciliation compared and found (insights.reconciliation)."""
+
+    list_display = ("started_at", "finished_at", "checked", "drift_count", "tenant")
+    list_filter = ("tenant",)
+    list_select_related = ("tenant",)
+    ordering = ("-started_at", "-pk")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    readonly_fields = [f.name for f in ReconciliationRun._meta.fields]
+    inlines = [ReconciliationDriftInline]
+
+
+@admin.register(ReconciliationDrift)
+class ReconciliationDriftAdmin(ReadOnlyAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    """Stored totals that disagreed with their source of truth: looked into, never auto-fixed."""
+
+    list_display = ("run", "kind", "object_type", "object_id", "object_repr", "stored", "computed", "tenant")
+    list_filter = ("kind", "tenant")
+    list_select_related = ("run", "tenant")
+    search_fields = ("object_id__exact",)
+    search_help_text = "Exact object id (or Redis key)."
+    ordering = ("-run__started_at", "kind", "object_id")
+    show_full_result_count = False
+    readonly_fields = [f.name for f in ReconciliationDrift._meta.fields]
 
 
 def _install(site: admin.AdminSite) -> None:

@@ -58,3 +58,48 @@ class RollupCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} at ({self.tx_id}, {self.event_pk})"
+
+
+class ReconciliationRun(models.Model):
+    """One pass of `insights.reconciliation` over one tenant: every stored running total
+    recomputed from its source of truth. It reports drift and never corrects it."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    checked = models.PositiveIntegerField(default=0, help_text="Stored totals compared.")
+    drift_count = models.PositiveIntegerField(default=0, help_text="Of those, how many disagreed.")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-started_at"], name="reconciliation_run_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {self.drift_count} drift"
+
+
+class ReconciliationDrift(models.Model):
+    """A stored total that disagrees with what its source of truth gives: which one, what is
+    stored, what was computed."""
+
+    class Kind(models.TextChoices):
+        ACCOUNT_BALANCE = "ACCOUNT_BALANCE", "Account balance vs its transfers"
+        LOTS = "LOTS", "Open lots vs the account balance"
+        LIMIT_COUNTER = "LIMIT_COUNTER", "Limit counter (Redis) vs points issued in its period"
+        CAMPAIGN_REWARDS = "CAMPAIGN_REWARDS", "Campaign rewards issued vs its incentives"
+        CAMPAIGN_AMOUNT = "CAMPAIGN_AMOUNT", "Campaign amount issued vs its incentives"
+        ITEM_STOCK = "ITEM_STOCK", "Item stock vs its stock movements"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="drifts")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    object_type = models.CharField(max_length=64, help_text="The model (or store) holding the total.")
+    object_id = models.CharField(max_length=255)
+    object_repr = models.CharField(max_length=255, blank=True, default="")
+    stored = models.DecimalField(max_digits=24, decimal_places=4, null=True, blank=True)
+    computed = models.DecimalField(max_digits=24, decimal_places=4)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "kind"], name="reconciliation_drift_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_repr or self.object_id}: {self.stored} != {self.computed}"

@@ -300,3 +300,51 @@ def limits_release_for(*, tenant: Tenant, member: Member, points: int, earned_at
     if not then:
         return
     limits_release(grant=Grant(points, points, then, None, "redis"), points=points)
+
+
+@dataclass(frozen=True)
+class CounterState:
+    """A limit counter as Redis holds it beside what the ledger says it should hold."""
+
+    key: str
+    member_id: str | None  # None for the tenant-wide counters
+    stored: int
+    computed: int
+
+
+def limit_counters_check(*, tenant: Tenant, now: datetime) -> list[CounterState]:
+    """Every limit counter Redis holds for the tenant, with the points the ledger says were
+    issued in its period (what `_seed` would start it at). Reads only; for reconciliation.
+    An earning in flight has counted its points in Redis before its transfer commits, so a
+    counter may run ahead for a moment; a difference that stays is drift."""
+    client = _redis()
+    if client is None:
+        return []
+    prefix = _redis_key(f"limit:{tenant.pk}:")
+    members = {str(pk): pk for pk in Member.objects.filter(tenant=tenant).values_list("pk", flat=True)}
+    states = []
+    for raw in client.scan_iter(match=f"{prefix}*", count=500):
+        full = raw.decode() if isinstance(raw, bytes) else raw
+        parts = full[len(prefix) :].split(":")
+        member_id = None
+        if parts and parts[0] not in ("daily", "total", "window"):
+            member_id, parts = parts[0], parts[1:]
+            if member_id not in members:
+                continue
+        if parts == ["daily"]:
+            start, end = _local_day_bounds(tenant, now)
+        elif parts == ["total"]:
+            start, end = None, None
+        elif len(parts) == 3 and parts[0] == "window":
+            zone = ZoneInfo(tenant.timezone)
+            start = datetime.combine(date.fromisoformat(parts[2]), time.min, tzinfo=zone)
+            end = start + timedelta(days=int(parts[1]))
+        else:
+            continue
+        value = client.get(full)
+        if value is None:  # expired meanwhile
+            continue
+        member = Member(pk=members[member_id], tenant=tenant) if member_id else None
+        computed = issued_in(tenant=tenant, member=member, start=start, end=end)
+        states.append(CounterState(full[len(_redis_key("")) :], member_id, int(value), computed))
+    return states

@@ -15,6 +15,8 @@ from campaigns.models import CohortRun
 from campaigns.services import coupon_codes_add, coupon_pool_create
 from core.admin_scoping import TenantScopedAdminMixin
 from core.roles import OWNER
+from insights.models import ReconciliationDrift
+from insights.reconciliation import reconcile_tenant
 from rewards.models import CreditPackage, CreditPurchase, Member
 from tenants.models import Tenant
 from tests.campaigns.helpers import action, action_rule, campaign_make, ingest
@@ -76,6 +78,11 @@ def activity(tenant) -> None:
         points_awarded=package.reward_points,
     )
     TierPolicy.objects.get_or_create(tenant=tenant)
+    # A reconciliation run that found drift (a hand-made one: the seeded books agree).
+    run = reconcile_tenant(tenant=tenant)
+    ReconciliationDrift.objects.create(
+        tenant=tenant, run=run, kind="ITEM_STOCK", object_type="catalog.Item", object_id="x", stored=1, computed=2
+    )
 
 
 _operators: dict = {}
