@@ -186,6 +186,21 @@ if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+# CELERY_SPLIT_QUEUES=1 (docker-compose.yml) routes tasks to a queue per kind of work, each with
+# its own workers, so slow partner calls or a cohort recompute never delay a member's
+# notification: "events" (outbox relay, webhook deliveries), "redemptions" (partner fulfilment
+# and its reconciliation), everything else on the default queue. Off: one queue, and a worker
+# started without -Q runs everything (make run, the tests).
+CELERY_SPLIT_QUEUES = env_bool("CELERY_SPLIT_QUEUES", default=False)
+CELERY_TASK_ROUTES = (
+    {
+        "rewards.tasks.outbox_relay": {"queue": "events"},
+        "tenants.tasks.*": {"queue": "events"},
+        "redemptions.tasks.*": {"queue": "redemptions"},
+    }
+    if CELERY_SPLIT_QUEUES
+    else {}
+)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
