@@ -126,7 +126,11 @@ def member_erase(*, tenant: Tenant, member: Member, actor: str) -> Member:
     for record in IdempotencyRecord.objects.filter(scope=f"tenant:{tenant.pk}", response_body__icontains=old_ref):
         record.response_body = scrub.json(record.response_body)
         record.save(update_fields=["response_body"])
-    Limit.objects.filter(tenant=tenant, member_ref=old_ref).update(member_ref=new_ref)
+    for limit in Limit.objects.filter(tenant=tenant, member_ref=old_ref):
+        # Saved one by one so the tenant's cached limits are retired: a new member taking the
+        # old ref must not inherit this override.
+        limit.member_ref = new_ref
+        limit.save(update_fields=["member_ref", "updated_at"])
     _audit_log_redact(tenant=tenant, member=member, scrub=scrub)
 
     member.external_ref = new_ref

@@ -10,9 +10,11 @@ from rest_framework.test import APIClient
 from rewards import services
 from rewards.models import InboundEvent, Member, OutboxEvent
 from rewards.selectors import ledger_verify
+from tenants.selectors import limits_effective
 from tenants.services import limit_upsert
 from tenants.webhooks import webhook_deliveries_enqueue, webhook_endpoint_create
 from tests.core.shapes import assert_error
+from tests.redemptions.helpers import partner_config, reward
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +78,12 @@ def history(api_client, tenant, settings):
     adjusted = api_client.post(f"/api/v1/members/{REF}/adjustments", {"points": 7, "reason": "goodwill"}, format="json")
     assert adjusted.status_code == 201, adjusted.json()
     limit_upsert(tenant=tenant, scope="USER", member_ref=REF, max_per_day=10_000)
+    partner_config(tenant, "http://127.0.0.1:9/partner")  # fulfilment is not run here
+    item = reward(tenant, point_cost=5, stock=3)
+    redeemed = api_client.post(
+        "/api/v1/redemptions", {"memberRef": REF, "itemId": str(item.pk)}, format="json", HTTP_IDEMPOTENCY_KEY="r-1"
+    )
+    assert redeemed.status_code == 201, redeemed.json()
     from rewards.relay import envelope
 
     for event in OutboxEvent.objects.filter(tenant=tenant, member_ref=REF):
@@ -112,8 +120,12 @@ def test_erasure_leaves_no_trace_of_the_person_and_keeps_the_ledger(api_client, 
     assert entry.additional_data["actor"].startswith("api-key:")
 
 
-def test_a_second_erasure_is_not_found_and_the_old_ref_is_free_again(api_client, tenant, history):
-    assert api_client.delete(f"/api/v1/members/{REF}").status_code == 204
+def test_a_second_erasure_is_not_found_and_the_old_ref_is_free_again(
+    api_client, tenant, history, django_capture_on_commit_callbacks
+):
+    assert limits_effective(tenant=tenant, member_ref=REF)["user"].source == "member"  # cached now
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api_client.delete(f"/api/v1/members/{REF}").status_code == 204
     erased_ref = Member.objects.get(pk=history.pk).external_ref
 
     assert_error(api_client.delete(f"/api/v1/members/{REF}"), 404, attr="memberRef")
@@ -122,6 +134,7 @@ def test_a_second_erasure_is_not_found_and_the_old_ref_is_free_again(api_client,
     again = api_client.post("/api/v1/members", {"memberRef": REF}, format="json")
     assert again.status_code == 201, again.json()
     assert again.json()["balance"] == 0
+    assert limits_effective(tenant=tenant, member_ref=REF)["user"].source == "tenant"  # no inherited override
 
 
 def test_another_tenants_member_is_not_erased(other_client, history):
@@ -140,10 +153,10 @@ def test_export_holds_the_members_data(api_client, tenant, history):
     member_account = next(a for a in sections["accounts"] if a["kind"] == "MEMBER")
     assert member_account["balance"] == api_client.get(f"/api/v1/members/{REF}").json()["balance"]
     kinds = sorted(t["kind"] for t in sections["transfers"])
-    assert kinds == ["ADJUSTMENT", "EARN", "EARN", "REVERSAL"]
+    assert kinds == ["ADJUSTMENT", "EARN", "EARN", "REDEMPTION", "REVERSAL"]
     assert len(sections["lots"]) == 3
     assert "tiers.TierHistory" in sections and "campaigns.Incentive" in sections
-    assert "redemptions.Redemption" in sections
+    assert [r["points"] for r in sections["redemptions.Redemption"]] == [5]
 
 
 def test_export_of_another_tenants_member_is_not_found(other_client, history):
