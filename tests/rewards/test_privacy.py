@@ -14,6 +14,7 @@ from tenants.selectors import limits_effective
 from tenants.services import limit_upsert
 from tenants.webhooks import webhook_deliveries_enqueue, webhook_endpoint_create
 from tests.core.shapes import assert_error
+from tests.factories import OperatorFactory
 from tests.redemptions.helpers import partner_config, reward
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +162,14 @@ def test_export_holds_the_members_data(api_client, tenant, history):
 
 def test_export_of_another_tenants_member_is_not_found(other_client, history):
     assert_error(other_client.get(f"/api/v1/members/{REF}/export"), 404, attr="memberRef")
+
+
+@pytest.mark.parametrize(("role", "status"), [("VIEWER", 403), ("SUPPORT", 204)])
+def test_operators_erase_as_their_role_allows(tenant, history, role, status):
+    operator = APIClient()
+    operator.force_authenticate(user=OperatorFactory(tenant=tenant, role=role).user)
+
+    response = operator.delete(f"/api/v1/members/{REF}")
+
+    assert response.status_code == status
+    assert Member.objects.filter(tenant=tenant, external_ref=REF).exists() is (status == 403)
