@@ -602,9 +602,9 @@ CORS_EXPOSE_HEADERS = ("etag", "retry-after", "x-request-id", "x-search-match")
 # AXES_FAILURE_LIMIT wrong passwords for one username from one IP address lock that pair out
 # for AXES_COOLOFF_MINUTES; the same username from another address, and other usernames from
 # the same address, still get through (a stolen list of usernames cannot lock everyone out from
-# one place, and one operator's typos do not lock their colleagues out). An operator is unlocked
-# early by deleting their rows under Axes > Access attempts in the admin, or `manage.py
-# axes_reset_username <username>`.
+# one place, and one operator's typos do not lock their colleagues out). Platform staff unlock an
+# operator early by deleting their rows under Axes > Access attempts in the admin (operators never
+# see that page), or `manage.py axes_reset_username <username>`.
 AUTHENTICATION_BACKENDS = [
     "core.auth_backends.LoginAttemptsBackend",
     "django.contrib.auth.backends.ModelBackend",

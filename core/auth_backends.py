@@ -48,7 +48,7 @@ def lockout_response(request, original_response, credentials):
 
     cool_off = get_cool_off(request)
     minutes = max(1, int(cool_off.total_seconds() // 60)) if cool_off else None
-    wait = f" Try again in {minutes} minutes or ask another operator to unlock it." if minutes else ""
+    wait = f" Try again in {minutes} minutes or ask a platform administrator to unlock it." if minutes else ""
     if request.path.startswith("/api/"):
         body = {
             "type": "client_error",

@@ -8,7 +8,7 @@ from axes.models import AccessAttempt
 from django.test import Client
 
 from tests.conftest import PASSWORD, basic_auth
-from tests.factories import UserFactory
+from tests.factories import OperatorFactory, UserFactory
 
 LOGIN = "/admin/login/?next=/admin/"
 
@@ -124,3 +124,15 @@ def test_behind_the_proxy_the_address_is_the_one_the_proxy_appended(settings):
         LOGIN, {"username": "ops", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="198.51.100.20"
     )
     assert _logged_in(other)
+
+
+@pytest.mark.django_db
+def test_a_tenant_operator_cannot_see_login_attempts(tenant):
+    """They name other tenants' users and addresses: platform staff only."""
+    UserFactory(username="ops")
+    _login("ops", "guess")
+    operator = Client()
+    operator.force_login(OperatorFactory(tenant=tenant).user)
+
+    assert operator.get("/admin/axes/accessattempt/").status_code == 403
+    assert b"Access attempts" not in operator.get("/admin/").content
