@@ -16,9 +16,11 @@ would hide both. It lives here, above every app whose totals it reads, and only 
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from prometheus_client import Gauge
@@ -58,17 +60,33 @@ class Found:
     computed: Decimal | int
 
 
+@contextmanager
+def _snapshot():
+    """One consistent view of the database for a batch: its stored totals and their sources are
+    read at one instant, so a transfer committing between the two reads is not taken for drift
+    (REPEATABLE READ on PostgreSQL; inside a caller's transaction, that transaction's view)."""
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
 def _batches(queryset) -> Iterator[list]:
-    """Rows in primary-key order, BATCH at a time (keyset paging: no offset scans)."""
+    """Rows in primary-key order, BATCH at a time (keyset paging: no offset scans), each batch
+    inside its own snapshot while the caller checks it."""
     last = None
     while True:
         page = queryset.order_by("pk")
         if last is not None:
             page = page.filter(pk__gt=last)
-        rows = list(page[:BATCH])
-        if not rows:
-            return
-        yield rows
+        with _snapshot():
+            rows = list(page[:BATCH])
+            if not rows:
+                return
+            yield rows
         last = rows[-1].pk
 
 

@@ -16,7 +16,8 @@ from insights.models import ReconciliationDrift, ReconciliationRun
 from insights.reconciliation import reconcile_tenant
 from insights.tasks import reconcile_task
 from redemptions.services import redemption_cancel, redemption_request
-from rewards.expiry import member_points_expire
+from rewards.expiry import member_pending_release, member_points_expire
+from rewards.limits import limit_counters_check
 from rewards.models import Account, Member
 from rewards.selectors import ledger_verify
 from tenants.models import Operator
@@ -177,3 +178,27 @@ def test_the_admin_home_warns_of_the_last_runs_drift_and_shows_it_read_only(clie
     reconcile_tenant(tenant=busy_tenant)
     client.force_login(OperatorFactory(tenant=busy_tenant, role=Operator.Role.OWNER).user)
     assert 'id="reconciliation-alert"' not in client.get("/admin/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pending_points_reconcile_before_and_after_release_in_committed_snapshots():
+    # Committed transactions, so each batch is read in a REPEATABLE READ snapshot of its own.
+    tenant = TenantFactory(pending_days=14)
+    ingest(tenant, purchase("p-1", "m-1", amount="50.00"))
+    ingest(tenant, purchase("p-2", "m-2", amount="30.00"))
+    before = reconcile_tenant(tenant=tenant)
+    member = Member.objects.get(tenant=tenant, external_ref="m-1")
+    assert member_pending_release(member=member, now=timezone.now() + timedelta(days=15)) == 50
+
+    after = reconcile_tenant(tenant=tenant)
+
+    assert (before.drift_count, after.drift_count) == (0, 0)
+    # Two members with two accounts each (balance and lots), and the default limits' counters.
+    counters = len(limit_counters_check(tenant=tenant, now=timezone.now()))
+    assert counters > 0
+    assert before.checked == after.checked == 2 * 2 * 2 + counters
+    Account.objects.filter(member=member, kind=Account.Kind.PENDING).update(balance=3)
+    assert {(d.kind, d.stored, d.computed) for d in reconcile_tenant(tenant=tenant).drifts.all()} == {
+        ("ACCOUNT_BALANCE", 3, 0),
+        ("LOTS", 3, 0),
+    }
