@@ -30,7 +30,7 @@ from bench.common import progress, report, timed  # noqa: E402
 from rewards.services import member_create, points_adjust  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
-SECTIONS = ("ledger", "catalog", "redemptions", "realtime", "insights", "load")
+SECTIONS = ("ledger", "catalog", "me", "redemptions", "realtime", "insights", "load")
 
 
 def main() -> None:
@@ -56,6 +56,10 @@ def main() -> None:
             from bench.catalog import catalog_bench
 
             catalog_bench()
+        if "me" in wanted:
+            from bench.me import me_bench
+
+            me_bench()
         if "redemptions" in wanted:
             from bench.redemptions import redemptions_bench
 

@@ -6,20 +6,18 @@ from rest_framework.exceptions import AuthenticationFailed
 from core.api.principals import MemberClient
 from core.ids import uuid_or_none
 from rewards.models import Member
+from rewards.selectors import member_for_token
 from rewards.tokens import member_token_decode
 
 
 def member_token_authenticate(token: str) -> tuple[Member, dict]:
-    """The member a token stands for and its verified claims, for the API and the WebSocket
-    alike: signature, audience, issuer and expiry checked, and the member and its tenant must
-    both be active. Raises jwt.InvalidTokenError (jwt.ExpiredSignatureError once expired)."""
+    """The member a token stands for (with its tenant and balance) and its verified claims,
+    for the API and the WebSocket alike: signature, audience, issuer and expiry checked, and
+    the member and its tenant must both be active. Raises jwt.InvalidTokenError
+    (jwt.ExpiredSignatureError once expired)."""
     claims = member_token_decode(token)
     member_id, tenant_id = uuid_or_none(claims["sub"]), uuid_or_none(claims["tid"])
-    member = (
-        Member.objects.select_related("tenant").filter(pk=member_id, tenant_id=tenant_id).first()
-        if member_id and tenant_id
-        else None
-    )
+    member = member_for_token(member_id=member_id, tenant_id=tenant_id) if member_id and tenant_id else None
     if member is None or not member.is_active or not member.tenant.is_active:
         raise jwt.InvalidTokenError("No active member of an active tenant for this token.")
     return member, claims

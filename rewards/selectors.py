@@ -39,6 +39,12 @@ def member_get(*, tenant: Tenant, external_ref: str) -> Member:
     return member
 
 
+def member_for_token(*, member_id, tenant_id) -> Member | None:
+    """The member a verified token names, with its tenant and its balance: one query serves
+    the authentication and what /me shows (it is read on every member request)."""
+    return _with_balance(Member.objects.select_related("tenant").filter(pk=member_id, tenant_id=tenant_id)).first()
+
+
 def member_list(*, tenant: Tenant) -> QuerySet[Member]:
     return _with_balance(Member.objects.filter(tenant=tenant)).order_by("-created_at", "-pk")
 

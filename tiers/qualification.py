@@ -22,7 +22,7 @@ from rewards.models import Member
 from rewards.outbox import outbox_write
 from tenants.models import Tenant
 from tiers.models import ProcessedEvent, QualifyingPoints, Tier, TierAssignment, TierHistory, TierPolicy
-from tiers.selectors import tier_list
+from tiers.selectors import assignment_with_points, tier_list
 
 logger = logging.getLogger(__name__)
 
@@ -296,9 +296,10 @@ def member_tier_summary(member: Member) -> dict | None:
     if not tiers:
         return None
     now = timezone.now()
-    assignment = TierAssignment.objects.select_related("tier").filter(member=member).first()
+    policy = policy_get(tenant)
+    assignment = assignment_with_points(member=member, since=_window_start(tenant, policy, now))
     tier = assignment.tier if assignment else None
-    points = qualifying_points(member=member, policy=policy_get(tenant), now=now)
+    points = max(0, assignment.points) if assignment else qualifying_points(member=member, policy=policy, now=now)
     locale, fallback = member.locale, tenant.default_locale
     higher = [t for t in tiers if _order(t) > _order(tier)]
     upcoming = min(higher, key=_order) if higher else None

@@ -2,15 +2,17 @@
 a tier's name is shown in."""
 
 import re
+from datetime import date
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from core.i18n import locale_choose
 from tenants.models import Tenant
 from tiers import cache as tier_cache
 from tiers import metrics
 from tiers.exceptions import TierNotFound
-from tiers.models import Tier
+from tiers.models import QualifyingPoints, Tier, TierAssignment
 
 TIER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -88,4 +90,19 @@ def tier_locale_choose(
     """The locale to show a tier's name in (core.i18n.locale_choose)."""
     return locale_choose(
         names=names, requested=requested, accept_language=accept_language, default_locale=default_locale
+    )
+
+
+def assignment_with_points(*, member, since: date | None) -> TierAssignment | None:
+    """The member's tier assignment (its tier joined) with `points`, their qualifying points
+    from the month `since` on (all of them with None), in one query: /me shows both."""
+    rows = QualifyingPoints.objects.filter(member_id=OuterRef("member_id"))
+    if since is not None:
+        rows = rows.filter(month__gte=since)
+    total = rows.order_by().values("member_id").annotate(total=Sum("points")).values("total")
+    return (
+        TierAssignment.objects.select_related("tier")
+        .filter(member=member)
+        .annotate(points=Coalesce(Subquery(total), Value(0)))
+        .first()
     )

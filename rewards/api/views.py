@@ -196,10 +196,8 @@ class MeApi(APIView):
 
     @extend_schema(summary="The member's own profile, balance and expiring points", responses=MemberDetailSerializer)
     def get(self, request):
-        member = request.user.member
-        return Response(
-            MemberDetailSerializer(selectors.member_get(tenant=member.tenant, external_ref=member.external_ref)).data
-        )
+        # The token's member was read with its tenant and balance (selectors.member_for_token).
+        return Response(MemberDetailSerializer(request.user.member).data)
 
 
 class MeTransferListApi(ListAPIView):

@@ -33,11 +33,13 @@ def test_me_reads_the_member_once_and_the_tiers_from_the_cache(tenant):
 
     sql = queries_of(lambda: client.get("/api/v1/me"))
 
-    # the token's member (with its tenant), the member with its balance, expiring points, and
-    # the tier: assignment, policy, qualifying points; the tier list and the tenant come
-    # from the cache and the token's member
-    assert len(sql) == 6, "\n".join(sql)
-    assert not [q for q in sql if 'FROM "tiers_tier"' in q or 'FROM "tenants_tenant"' in q]
+    # the token's member with its tenant and balance (one query for the authentication and the
+    # profile), expiring points, the tier policy, and the tier assignment with the qualifying
+    # points; the tier list comes from the cache
+    assert len(sql) == 4, "\n".join(sql)
+    assert not [q for q in sql if 'FROM "tiers_tier"' in q]
+    assert sum('FROM "rewards_member"' in q for q in sql) == 1
+    assert client.get("/api/v1/me").json()["balance"] == 10
 
 
 def test_an_event_through_the_whole_engine(tenant, api_client):
