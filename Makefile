@@ -10,7 +10,7 @@ DEPS := $(VENV)/.deps-installed
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/loyalty)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test setup chromium lint check-migrations contracts pytest bench services lock clean
+.PHONY: run test setup chromium lint check-migrations contracts pytest bench soak services lock clean
 
 $(DEPS): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,15 @@ format: $(DEPS)
 bench: $(DEPS)
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) bench/run.py $(BENCH)
+
+## make soak: 10 minutes of mixed load on the platform in its production shape; fails on any
+## error, on memory growing past 10 %, or on a broken ledger or stock invariant at the end
+SOAK_SECONDS ?= 600
+SOAK_RATE ?= 50
+soak: $(DEPS)
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" BENCH_LOAD_SCENARIOS=baseline \
+		BENCH_SOAK_SECONDS=$(SOAK_SECONDS) BENCH_SOAK_RATE=$(SOAK_RATE) BENCH_SOAK_STRICT=1 $(PY) bench/run.py load
 
 ## make lock: re-pin requirements*.txt from requirements*.in
 lock:

@@ -70,7 +70,9 @@ class Requests:
     def build(self, i: int) -> tuple[str, str, dict, bytes | None, int]:
         kind = self.scenario.kind
         if kind == "mixed":
-            kind = "event" if i % 2 == 0 else "me"
+            # The soak's day: 4 events, 3 balance reads and 3 searches in every 10 requests.
+            kind = ("event",) * 4 + ("me",) * 3 + ("search-cached",) * 3
+            kind = kind[i % 10]
         if kind == "baseline":
             return "POST", "/_bench/baseline", {}, None, 1
         if kind == "event":

@@ -674,13 +674,34 @@ def _run(stack: ExitStack, workdir: Path, logs: Path) -> None:
         result = _generate(context, soak, platform, workdir)
         print(_line(result))
         results.append(result)
+        # The run ends on the soak's traffic: the invariants are checked again once it is drained.
+        _drain(tenant, platform)
+        invariants.update(_invariants(tenant, loaded.redeem_items, sandbox))
+        after = {k: invariants[k] for k in ("ledger_ok", "negative_balances", "lots_not_matching_balance")}
+        print(f"  invariants after the soak: {after}")
     end = memory.stop()
     memory_report = {"start": memory.samples[0], "end": end, "samples": memory.samples}
 
-    _report(results, invariants, memory_report, platform, loaded.seconds, time.monotonic() - started)
+    verdicts = _report(results, invariants, memory_report, platform, loaded.seconds, time.monotonic() - started)
+    if soak is not None and os.environ.get("BENCH_SOAK_STRICT"):
+        _soak_verdict(by_name={r["name"]: r for r in results}, verdicts=verdicts)
 
 
-def _report(results, invariants, memory, platform: Platform, load_seconds: float, total_seconds: float) -> None:
+def _soak_verdict(*, by_name: dict, verdicts: list[dict]) -> None:
+    """`make soak`: 0 errors in the soak, memory flat, invariants intact, or a failing exit."""
+    soak = by_name["soak"]
+    errors = _not_ok(soak)
+    kept = {v["scenario"]: v["met"] for v in verdicts if v["what"] in ("memory", "invariants")}
+    print(
+        f"  soak: {soak['requests']} requests, {errors} errors; "
+        + ", ".join(f"{k} {'ok' if ok else 'FAILED'}" for k, ok in kept.items())
+    )
+    if errors or not all(kept.values()):
+        raise SystemExit("soak FAILED")
+    print("  soak passed")
+
+
+def _report(results, invariants, memory, platform: Platform, load_seconds: float, total_seconds: float) -> list:
     by_name = {result["name"]: result for result in results}
     baseline = by_name["baseline"]["throughput"] if "baseline" in by_name else 0.0
     with connection.cursor() as cursor:
@@ -755,6 +776,7 @@ def _report(results, invariants, memory, platform: Platform, load_seconds: float
         )
     )
     print(f"  written to {path.relative_to(ROOT)}")
+    return verdicts
 
 
 def platform_name() -> str:

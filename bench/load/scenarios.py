@@ -14,7 +14,8 @@ BENCH=load` under ~8 minutes on 2 cores):
     BENCH_REDEMPTIONS        requests in the redemption burst (3000) ...
     BENCH_REDEMPTIONS_SECONDS  ... or as many as this many seconds allow (40)
     BENCH_BURST_CONCURRENCY  connections of the redemption burst (16)
-    BENCH_SOAK_SECONDS       mixed load at the end while memory is watched (30; 600 for a soak)
+    BENCH_SOAK_SECONDS       mixed load at the end while memory is watched (30; `make soak`: 600)
+    BENCH_SOAK_STRICT        fail (exit 1) on any soak error, memory growth past 10 % or a broken invariant
     BENCH_LOAD_SCENARIOS     only these scenarios (names, comma-separated; all by default)
 """
 
@@ -132,7 +133,7 @@ def soak() -> Scenario | None:
         return None
     rate = _env_int("BENCH_SOAK_RATE", 150)
     return Scenario(
-        "soak", f"soak: POST /events + GET /me @ {rate}/s", "mixed", "open", seconds, rate=rate, concurrency=64
+        "soak", f"soak: POST /events + GET /me + search @ {rate}/s", "mixed", "open", seconds, rate=rate, concurrency=64
     )
 
 
