@@ -16,7 +16,9 @@ BENCH=load` under ~8 minutes on 2 cores):
     BENCH_BURST_CONCURRENCY  connections of the redemption burst (16)
     BENCH_SOAK_SECONDS       mixed load at the end while memory is watched (30; `make soak`: 600)
     BENCH_SOAK_STRICT        fail (exit 1) on any soak error, memory growth past 10 % or a broken invariant
-    BENCH_LOAD_SCENARIOS     only these scenarios (names, comma-separated; all by default)
+    BENCH_LOAD_SCENARIOS     only these scenarios (names, comma-separated; all by default), and
+                             only their requests in the warm-up. /me alone, quickly:
+                             BENCH_LOAD_SCENARIOS=me BENCH_SOAK_SECONDS=0 BENCH_LOAD_ITEMS=1000
 """
 
 import os
@@ -121,9 +123,20 @@ def warmup() -> list[Scenario]:
     """A few seconds of every request on every server worker before anything is measured:
     imports, connections, caches and the limit counters are made here, not in the figures."""
     kinds = ("baseline", "event", "me", "search-cached", "search-uncached", "redemption")
+    if os.environ.get("BENCH_LOAD_SCENARIOS"):
+        # Only what the chosen scenarios send (a run of `me` alone warms no event path).
+        chosen = {scenario.kind for scenario in scenarios()}
+        kinds = tuple(kind for kind in kinds if kind in chosen)
+        batch = "batch" in chosen
+    else:
+        batch = True
     return [
         *(Scenario(f"warmup-{kind}", f"warm-up {kind}", kind, "closed", 2, concurrency=8) for kind in kinds),
-        Scenario("warmup-batch", "warm-up batch", "batch", "count", total=8, concurrency=8, per_request=5),
+        *(
+            [Scenario("warmup-batch", "warm-up batch", "batch", "count", total=8, concurrency=8, per_request=5)]
+            if batch
+            else []
+        ),
     ]
 
 
