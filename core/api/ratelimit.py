@@ -89,9 +89,11 @@ return over
 # The clock the windows are cut from; tests replace it to put requests in one window or the next.
 clock = time.time
 
-# The per-process counters used while Redis fails: counter key -> (count, expires at).
+# The per-process counters used while Redis fails: counter key -> (count, expires at). Ended
+# windows are swept at most once a second, so a long outage with many members stays cheap.
 _local: dict[str, tuple[int, float]] = {}
 _local_lock = threading.Lock()
+_local_swept = [0.0]
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,16 @@ def redis_client():
 
 def _hit_locally(buckets: list[Bucket], now: float, keep_refused: bool) -> list[int]:
     with _local_lock:
-        for stale in [key for key, (_, expires) in _local.items() if expires <= now]:
-            del _local[stale]
+        if abs(now - _local_swept[0]) >= 1:
+            _local_swept[0] = now
+            for stale in [key for key, (_, expires) in _local.items() if expires <= now]:
+                del _local[stale]
         keys = [bucket.counter_key(now) for bucket in buckets]
         counts = []
         for bucket, key in zip(buckets, keys, strict=True):
-            count, _ = _local.get(key, (0, 0.0))
+            count, expires = _local.get(key, (0, 0.0))
+            if expires <= now:  # an ended window not swept yet
+                count = 0
             counts.append(count + bucket.amount)
             _local[key] = (count + bucket.amount, bucket.window(now) + bucket.rate.period)
         over = [i for i, (bucket, count) in enumerate(zip(buckets, counts, strict=True)) if count > bucket.rate.limit]
