@@ -16,9 +16,12 @@ from core.api import ratelimit
 from redemptions.models import Redemption
 from rewards.models import Member, Transfer
 from rewards.services import member_token_issue
+from tenants.models import Operator
 from tenants.services import api_key_create
 from tests.catalog.helpers import item
+from tests.conftest import PASSWORD, basic_auth
 from tests.core.shapes import assert_error
+from tests.factories import OperatorFactory
 from tests.redemptions.helpers import member_with, partner_config, reward
 from tests.rewards.test_earning_concurrency import purchase, run_in_threads
 
@@ -162,6 +165,19 @@ def test_two_api_keys_of_a_tenant_have_separate_buckets(tenant, limits):
     assert [adjust(first, member.external_ref).status_code for _ in range(3)] == [201, 201, 429]
     assert [adjust(second, member.external_ref).status_code for _ in range(3)] == [201, 201, 429]
     assert adjustments(tenant) == 4
+
+
+@pytest.mark.django_db
+def test_an_operator_calling_the_api_counts_as_a_key_of_their_own(tenant, limits):
+    limits("points", api_key="1/min", member=None)
+    member = member_with(tenant, 0)
+    operator = OperatorFactory(tenant=tenant, role=Operator.Role.OWNER)
+    signed_in = APIClient()
+    signed_in.credentials(HTTP_AUTHORIZATION=basic_auth(operator.user.username, PASSWORD))
+
+    assert adjust(key_client(tenant.raw_api_key), member.external_ref).status_code == 201
+    assert adjust(signed_in, member.external_ref).status_code == 201
+    assert_throttled(adjust(signed_in, member.external_ref))
 
 
 @pytest.mark.django_db
