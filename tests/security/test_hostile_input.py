@@ -2,6 +2,7 @@
 the parser, for every endpoint, in the one error shape and before anything is written; and
 read-only fields sent to the write endpoints (mass assignment) never reach the row."""
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
 from catalog.models import Item
+from core.api.parsers import CamelCaseJSONParser, RequestBodyTooLarge, _body_within_limit
 from rewards.models import Member
 from tenants.models import WebhookEndpoint
 from tests.core.shapes import assert_error
@@ -50,7 +52,6 @@ def test_the_default_limit_is_one_mebibyte(api_client):
 def test_a_body_longer_than_its_declared_length_is_still_cut_at_the_limit(api_client, settings):
     """The limit counts the bytes read, not only what Content-Length claims."""
     settings.API_MAX_BODY_BYTES = 100
-    from core.api.parsers import RequestBodyTooLarge, _body_within_limit
 
     class Stream:
         def __init__(self, data):
@@ -257,3 +258,19 @@ def test_webhook_create_and_patch_ignore_the_secret_and_ids(api_client, tenant, 
         "CRM",
         endpoint.created_at,
     )
+
+
+def test_a_view_that_takes_larger_bodies_says_so(settings):
+    settings.API_MAX_BODY_BYTES = 16
+    body = b'{"memberRef": "' + b"x" * 40 + b'"}'
+
+    class Default:
+        pass
+
+    class Larger:
+        max_body_bytes = 1024
+
+    with pytest.raises(RequestBodyTooLarge):
+        CamelCaseJSONParser().parse(io.BytesIO(body), parser_context={"view": Default()})
+    parsed = CamelCaseJSONParser().parse(io.BytesIO(body), parser_context={"view": Larger()})
+    assert parsed == {"member_ref": "x" * 40}
