@@ -23,13 +23,14 @@ Buckets:
   the member an API-key call acts for (`memberRef` in the path or the body, or what the view's
   `rate_limit_member_ref(request)` says). A member app and the tenant's backend acting for the
   same member share the bucket.
-A view's `rate_limit_amount(request)` may count a request as more than one (a batch of events
-counts as its number of events).
+A view's `rate_limit_amount(request)` may count a request as more than one: a batch of events
+counts as its number of events, against the API key's bucket only (it carries many members).
 
 While Redis is unreachable (and without Redis, `make run` on its defaults) each process counts
 for itself: a limit then holds per process, not per deployment; this fails open rather than
-refusing writes. Every such check is counted in `loyalty_rate_limit_local_checks_total` and
-logged as a warning.
+refusing writes. While Redis fails, every check is counted in
+`loyalty_rate_limit_local_checks_total` and logged as a warning; every refusal is counted in
+`loyalty_rate_limited_requests_total` (by scope and refusing bucket).
 """
 
 import logging
@@ -59,6 +60,7 @@ LOCAL_CHECKS = Counter(
 )
 
 PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "day": 86400}
+MAX_MEMBER_REF = 128  # the API's own limit on a memberRef
 # Counters outlive their window by this much, so a slow clock on one process still finds its count.
 TTL_MARGIN_SECONDS = 60
 
@@ -255,7 +257,8 @@ def _member_ref(request, view) -> str | None:
     ref = view.kwargs.get("member_ref") if getattr(view, "kwargs", None) else None
     if ref is None and isinstance(request.data, dict):
         ref = request.data.get("member_ref")
-    return ref if isinstance(ref, str) and ref else None
+    # Not yet validated: a memberRef the view will refuse (too long, not text) gets no bucket.
+    return ref if isinstance(ref, str) and 0 < len(ref) <= MAX_MEMBER_REF else None
 
 
 def _tenant_pk(user):

@@ -296,6 +296,22 @@ def test_credit_purchases_are_limited_per_member(tenant, limits):
 
 
 @pytest.mark.django_db
+def test_a_member_ref_the_view_refuses_gets_no_bucket_of_its_own(tenant, limits):
+    from django_redis import get_redis_connection
+
+    limits("events", api_key="100/min", member="1/min")
+    client = key_client(tenant.raw_api_key)
+    too_long = "m" * 129
+
+    statuses = [
+        client.post("/api/v1/events", purchase(f"e-{i}", too_long), format="json").status_code for i in range(2)
+    ]
+
+    assert statuses == [400, 400]
+    assert get_redis_connection("default").keys("*rate_limit:events:member:*") == []
+
+
+@pytest.mark.django_db
 def test_reads_are_not_counted(tenant, limits):
     limits("redemptions", api_key="1/min", member="1/min")
     client = key_client(tenant.raw_api_key)
