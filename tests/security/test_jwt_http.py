@@ -162,6 +162,8 @@ def _get_me(token: str):
     return client.get(ME)
 
 
+# The HS512 forgery reuses the (short, for HS512) test signing key on purpose.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @pytest.mark.parametrize("kind", REFUSED)
 def test_a_refused_member_token_is_a_401_in_the_error_shape(kind, member, other_tenant):
     token = _forged(kind, member, MemberFactory(tenant=other_tenant))
