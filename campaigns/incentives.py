@@ -6,12 +6,19 @@ It runs inside the earning engine's transaction (registered as an incentive prov
 refund listener in `CampaignsConfig.ready`), after the member's account row is locked, so one
 member's events are applied one at a time: quest progress and per-member caps need no more
 locking than that. Budgets are shared by every member, so they are spent with a conditional
-UPDATE on the campaign's stats row (`... WHERE rewards_issued < budget`): the row lock it takes
-is held to the end of the earning transaction, and a rolled-back event gives its spend back.
+UPDATE on the campaign's stats row (`... WHERE rewards_issued < budget`), and a rolled-back
+event gives its spend back. That row is the one every event of the campaign writes, and its
+lock is held to commit, so the UPDATE is the last thing an event does (from the incentive's
+`settle`, after the ledger, lots, tiers and outbox): events queue on it only for the end of
+their transaction. Should the budget have run out meanwhile, the engine rolls the event back
+and applies it again knowing (`EventRetry`), so the outcome is as if it had been checked first.
 
 A dry run goes through all of this inside a transaction that is rolled back.
 """
 
+import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -33,8 +40,8 @@ from campaigns.models import (
     Incentive,
     QuestProgress,
 )
+from rewards.contributions import EventRetry, IncentiveContext, RefundContext, TierContext, tier_for
 from rewards.contributions import Incentive as EngineIncentive
-from rewards.contributions import IncentiveContext, RefundContext, tier_for
 from rewards.models import Member
 from rewards.outbox import outbox_write
 from tenants.models import Tenant
@@ -64,11 +71,11 @@ def event_facts(event: dict) -> dict:
     return {key: value for key, value in facts.items() if value is not None}
 
 
-def member_facts(*, tenant: Tenant, member: Member, cohort_codes: list[str]) -> dict:
+def member_facts(*, tenant: Tenant, member: Member, cohort_codes: list[str], tier: TierContext | None = None) -> dict:
     return {
         "attributes": member.attributes or {},
         "locale": member.locale,
-        "tier": tier_for(tenant, member).code,
+        "tier": (tier or tier_for(tenant, member)).code,
         "cohorts": cohort_codes,
         "createdDaysAgo": (timezone.now() - member.created_at).days if member.created_at else 0,
     }
@@ -80,12 +87,19 @@ def _cohorts_of(member: Member) -> dict[str, str]:
     return {str(cohort_id): code for cohort_id, code in rows}
 
 
-def _facts(*, tenant: Tenant, member: Member, event: dict, cohorts: dict[str, str]) -> dict:
+def _facts(
+    *, tenant: Tenant, member: Member, event: dict, cohorts: dict[str, str], tier: TierContext | None = None
+) -> dict:
     """Everything a campaign condition may read about this event and member."""
     return {
         "event": event_facts(event),
-        "member": member_facts(tenant=tenant, member=member, cohort_codes=sorted(cohorts.values())),
+        "member": member_facts(tenant=tenant, member=member, cohort_codes=sorted(cohorts.values()), tier=tier),
     }
+
+
+def _reads_cohorts(campaign: CampaignRule) -> bool:
+    """Whether the member's cohorts matter to this campaign (its cohort, or a condition on them)."""
+    return bool(campaign.cohort_id) or "member.cohorts" in json.dumps(campaign.rule.get("conditions") or {})
 
 
 # Evaluation -------------------------------------------------------------------------------
@@ -104,6 +118,7 @@ class Decision:
     points: int = 0
     coupon: CouponCode | None = None
     completes_quest: bool = False
+    budget_deferred: bool = False  # counted in the stats (and budget) at the end of the event (`settle`)
 
     def explain(self) -> dict:
         explained = {"campaignId": self.campaign.id, "name": self.campaign.name, "outcome": self.outcome}
@@ -156,17 +171,54 @@ def _period_start(tenant: Tenant, campaign: CampaignRule, at: datetime) -> date:
     return day
 
 
-def _budget_spend(campaign: CampaignRule, amount: Decimal) -> bool:
-    """Spend one reward of `amount` from the campaign's budget, if it has room: atomic."""
+def _has_budget(campaign: CampaignRule) -> bool:
+    return campaign.budget_rewards is not None or campaign.budget_amount is not None
+
+
+def _budget_room(campaign: CampaignRule, amount: Decimal) -> Q:
     room = Q()
     if campaign.budget_rewards is not None:
         room &= Q(rewards_issued__lt=campaign.budget_rewards)
     if campaign.budget_amount is not None:
         room &= Q(amount_issued__lte=campaign.budget_amount - amount)
-    updated = CampaignStats.objects.filter(room, pk=campaign.id).update(
-        rewards_issued=F("rewards_issued") + 1, amount_issued=F("amount_issued") + amount
+    return room
+
+
+def _budget_spend(campaign: CampaignRule, amount: Decimal, *, charge: Decimal | None = None, rewards: int = 1) -> bool:
+    """Spend one reward of `amount` from the campaign's budget, if it has room: atomic. The
+    room is checked for `amount`; `charge` and `rewards` (less, when the limits let less
+    through than was promised) are what is counted."""
+    charge = amount if charge is None else charge
+    if not _has_budget(campaign) and not rewards and not charge:
+        return True  # nothing to count, and no budget to check
+    updated = CampaignStats.objects.filter(_budget_room(campaign, amount), pk=campaign.id).update(
+        rewards_issued=F("rewards_issued") + rewards, amount_issued=F("amount_issued") + charge
     )
+    if updated != 1:
+        _exhausted_seen[campaign.id] = time.monotonic()
     return updated == 1
+
+
+# Campaigns this process recently found out of budget. Only a hint to look before going on:
+# an event of such a campaign reads its stats row (no lock) first, rather than find out at its
+# end and be applied twice. What decides is always the conditional UPDATE.
+_exhausted_seen: dict[str, float] = {}
+_EXHAUSTED_HINT_SECONDS = 60.0
+_hint_lock = threading.Lock()
+
+
+def _budget_looks_spent(campaign: CampaignRule, amount: Decimal) -> bool:
+    seen = _exhausted_seen.get(campaign.id)
+    if seen is None:
+        return False
+    if (
+        time.monotonic() - seen > _EXHAUSTED_HINT_SECONDS
+        or CampaignStats.objects.filter(_budget_room(campaign, amount), pk=campaign.id).exists()
+    ):
+        with _hint_lock:
+            _exhausted_seen.pop(campaign.id, None)  # stale, or budget given back (refunds, limits)
+        return False
+    return True
 
 
 def _cap_spend(*, tenant: Tenant, member: Member, campaign: CampaignRule, amount: Decimal, at: datetime) -> bool:
@@ -187,9 +239,11 @@ def _cap_spend(*, tenant: Tenant, member: Member, campaign: CampaignRule, amount
 
 
 def _coupon_take(*, tenant: Tenant, pool_code: str) -> CouponCode | None:
-    """A free code from the pool; concurrent takers skip each other's rows."""
+    """A free code from the pool; concurrent takers skip each other's rows. Only the code's
+    row is locked (`of`): locking the joined pool row too would make every other taker skip
+    every code while one event holds it."""
     return (
-        CouponCode.objects.select_for_update(skip_locked=True)
+        CouponCode.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(tenant=tenant, pool__code=pool_code, member__isnull=True)
         .order_by("pk")
         .first()
@@ -270,21 +324,39 @@ def _evaluate(
         decision.completes_quest = True
     if not _cap_spend(tenant=tenant, member=member, campaign=campaign, amount=decision.amount, at=context.now):
         return Decision(campaign, "member_cap_reached", "The member has had all this campaign gives per period.")
-    if not _budget_spend(campaign, decision.amount):
-        return Decision(campaign, "budget_exhausted", "The campaign's budget is spent.")
+    budget_spent = Decision(campaign, "budget_exhausted", "The campaign's budget is spent.")
+    if campaign.id in context.exhausted or (_has_budget(campaign) and _budget_looks_spent(campaign, decision.amount)):
+        return budget_spent
+    if context.dry_run:
+        # Rolled back anyway, and a dry run or a preview has no end to wait for: spent here.
+        if not _budget_spend(campaign, decision.amount):
+            return budget_spent
+    else:
+        # Counted (and checked against the budget, if any) at the end of the event.
+        decision.budget_deferred = True
     if decision.reward_type == "COUPON":
         decision.coupon = _coupon_take(tenant=tenant, pool_code=campaign.rule["reward"]["pool"])
         if decision.coupon is None:
             # Give back what was spent for it: nothing was issued.
-            _spend_back(tenant=tenant, member=member, campaign_id=campaign.id, amount=decision.amount, rewards=1)
+            _spend_back(
+                tenant=tenant,
+                member=member,
+                campaign_id=campaign.id,
+                amount=decision.amount,
+                rewards=1,
+                budget=not decision.budget_deferred,
+            )
             return Decision(campaign, "coupons_exhausted", "The coupon pool has no free codes left.")
     return decision
 
 
-def _spend_back(*, tenant: Tenant, member: Member, campaign_id: str, amount: Decimal, rewards: int, at=None) -> None:
-    CampaignStats.objects.filter(pk=campaign_id).update(
-        rewards_issued=F("rewards_issued") - rewards, amount_issued=F("amount_issued") - amount
-    )
+def _spend_back(
+    *, tenant: Tenant, member: Member, campaign_id: str, amount: Decimal, rewards: int, at=None, budget: bool = True
+) -> None:
+    if budget:
+        CampaignStats.objects.filter(pk=campaign_id).update(
+            rewards_issued=F("rewards_issued") - rewards, amount_issued=F("amount_issued") - amount
+        )
     usage = CampaignMemberUsage.objects.filter(campaign_id=campaign_id, member=member)
     if at is not None:
         usage = usage.filter(period_start__lte=at.date())
@@ -344,9 +416,20 @@ def _issue(*, tenant: Tenant, member: Member, event: dict, decision: Decision, n
     return incentive
 
 
-def _settler(*, tenant: Tenant, member: Member, incentive: Incentive):
+def _budget_settler(*, campaign: CampaignRule, amount: Decimal):
+    """The end of the event for a cashback or a coupon under a budget: spend it now."""
+
+    def settle(given: int, transfer_id: str | None) -> None:
+        if not _budget_spend(campaign, amount):
+            raise EventRetry(exhausted=frozenset({campaign.id}))
+
+    return settle
+
+
+def _settler(*, tenant: Tenant, member: Member, incentive: Incentive, campaign: CampaignRule, deferred: bool):
     """Told what the points limits let through: record the true amount, give back the rest
-    of the budget, and announce the incentive (or drop it if nothing got through)."""
+    of the member's cap, announce the incentive (or drop it if nothing got through), and
+    last, spend the budget for what got through (deferred to here, the end of the event)."""
 
     def settle(given: int, transfer_id: str | None) -> None:
         promised = int(incentive.reward_amount)
@@ -357,20 +440,28 @@ def _settler(*, tenant: Tenant, member: Member, incentive: Incentive):
                 campaign_id=str(incentive.campaign_id),
                 amount=Decimal(promised - given),
                 rewards=1 if given == 0 else 0,
+                budget=not deferred,
             )
         if given == 0:
             if incentive.completion_key:
                 # A quest whose reward the limits swallowed stays complete: it was earned.
                 Incentive.objects.filter(pk=incentive.pk).update(reward_amount=0, explanation={"limited": True})
-                return
-            incentive.delete()
+            else:
+                incentive.delete()
+        else:
+            if given < promised:
+                incentive.reward_amount = Decimal(given)
+                incentive.explanation = {**incentive.explanation, "limitedFrom": promised}
+                incentive.save(update_fields=["reward_amount", "explanation"])
+            _announce(incentive)
+        # The room is checked for what was promised (as when it was checked first); what is
+        # counted is what got through.
+        if deferred and not _budget_spend(
+            campaign, Decimal(promised), charge=Decimal(min(given, promised)), rewards=1 if given > 0 else 0
+        ):
+            raise EventRetry(exhausted=frozenset({campaign.id}))
+        if given == 0 and not incentive.completion_key:
             INCENTIVES.labels(type=incentive.type, outcome="limited").inc()
-            return
-        if given < promised:
-            incentive.reward_amount = Decimal(given)
-            incentive.explanation = {**incentive.explanation, "limitedFrom": promised}
-            incentive.save(update_fields=["reward_amount", "explanation"])
-        _announce(incentive)
 
     return settle
 
@@ -382,8 +473,8 @@ def incentives_provide(tenant: Tenant, member: Member, event: dict, context: Inc
     ]
     if not campaigns:
         return []
-    cohorts = _cohorts_of(member)
-    facts = _facts(tenant=tenant, member=member, event=event, cohorts=cohorts)
+    cohorts = _cohorts_of(member) if any(_reads_cohorts(c) for c in campaigns) else {}
+    facts = _facts(tenant=tenant, member=member, event=event, cohorts=cohorts, tier=context.tier)
     decisions = _decide(
         tenant=tenant, member=member, event=event, context=context, campaigns=campaigns, facts=facts, cohorts=cohorts
     )
@@ -398,10 +489,17 @@ def incentives_provide(tenant: Tenant, member: Member, event: dict, context: Inc
         incentive = _issue(tenant=tenant, member=member, event=event, decision=decision, now=context.now)
         explained["incentiveId"] = str(incentive.pk)
         if decision.reward_type == "POINTS":
-            settle = _settler(tenant=tenant, member=member, incentive=incentive)
+            settle = _settler(
+                tenant=tenant,
+                member=member,
+                incentive=incentive,
+                campaign=decision.campaign,
+                deferred=decision.budget_deferred,
+            )
         else:
             _announce(incentive)
-            settle = None
+            deferred = decision.budget_deferred
+            settle = _budget_settler(campaign=decision.campaign, amount=decision.amount) if deferred else None
         incentives.append(
             EngineIncentive(
                 points=decision.points, source=f"campaign:{decision.campaign.id}", explanation=explained, settle=settle

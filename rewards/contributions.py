@@ -27,6 +27,10 @@ class IncentiveContext:
     base_points: int  # what the purchase earns before incentives (0 for an action)
     now: datetime
     dry_run: bool = False
+    # The member's tier as the engine already read it for this event (None: ask tier_for).
+    tier: TierContext | None = None
+    # Campaigns (ids) a first attempt at this event found out of budget at its end (EventRetry).
+    exhausted: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,18 @@ class Incentive:
     source: str
     explanation: dict = field(default_factory=dict)
     settle: Callable[[int, str | None], None] | None = field(default=None, compare=False)
+
+
+class EventRetry(Exception):
+    """Raised by a provider at the end of an event (from `Incentive.settle`) when something it
+    counted on is gone: a campaign's budget, spent by concurrent events while this one was
+    applied. The engine rolls the event back and applies it again with `exhausted` added to
+    the context, so that the outcome is what it would have been had it known from the start.
+    Checking budgets last keeps their shared row locked only for the end of the transaction."""
+
+    def __init__(self, *, exhausted: frozenset):
+        super().__init__("retry the event")
+        self.exhausted = exhausted
 
 
 @dataclass(frozen=True)

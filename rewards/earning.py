@@ -16,19 +16,21 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from prometheus_client import Counter
 
 from core.api.casing import camel
 from core.exceptions import Conflict, DomainError, Unprocessable
-from rewards.calculation import Calculation, Snapshot, calculate, event_lines
+from rewards.calculation import Calculation, Snapshot, best_multiplier, calculate, event_lines, resolve_category
 from rewards.categories import category_config_get
 from rewards.contributions import (
+    EventRetry,
     IncentiveContext,
     PointsChange,
     RefundContext,
+    TierContext,
     incentives_for,
     points_changed,
     refund_applied,
@@ -106,28 +108,25 @@ def event_ingest(*, tenant: Tenant, event: dict, dry_run: bool = False) -> Event
     grants: list[Grant] = []
     try:
         with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    inbox = InboundEvent.objects.create(
-                        tenant=tenant,
-                        event_id=event["event_id"],
-                        type=event["type"],
-                        member_ref=event.get("member_ref") or "",
-                        occurred_at=event["occurred_at"],
-                        payload=event,
-                        payload_hash=digest,
-                        status=InboundEvent.Status.APPLIED,
-                        amount=event.get("amount"),
-                    )
-            except IntegrityError:
+            inbox = InboundEvent(
+                tenant=tenant,
+                event_id=event["event_id"],
+                type=event["type"],
+                member_ref=event.get("member_ref") or "",
+                occurred_at=event["occurred_at"],
+                payload=event,
+                payload_hash=digest,
+                status=InboundEvent.Status.APPLIED,
+                amount=event.get("amount"),
+            )
+            if not _inbox_claim(inbox):
                 existing = InboundEvent.objects.get(tenant=tenant, event_id=event["event_id"])
                 if existing.payload_hash != digest:
                     raise EventConflict(field="eventId") from None
                 EVENTS.labels(type=event["type"], outcome="duplicate").inc()
                 return _outcome(existing, replayed=True)
             try:
-                with transaction.atomic():
-                    result = HANDLERS[event["type"]](tenant=tenant, inbox=inbox, event=event, grants=grants)
+                result = _handle(tenant=tenant, inbox=inbox, event=event, grants=grants)
             except DomainError as exc:
                 for grant in grants:
                     limits_release(grant=grant)
@@ -145,6 +144,50 @@ def event_ingest(*, tenant: Tenant, event: dict, dry_run: bool = False) -> Event
         raise
     EVENTS.labels(type=event["type"], outcome=inbox.status.lower()).inc()
     return _outcome(inbox, replayed=False)
+
+
+def _inbox_claim(inbox: InboundEvent) -> bool:
+    """Insert the event's inbox row, unless the tenant already has its eventId: one statement
+    (`ON CONFLICT DO NOTHING`), so no savepoint is needed to survive the duplicate. A first try
+    still in flight makes this wait for its commit or rollback, as a plain INSERT would."""
+    meta, quote = InboundEvent._meta, connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(inbox, True), connection) for f in fields]
+    # Names from the model, every value a parameter.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    inbox.pk = row[0]
+    inbox._state.adding, inbox._state.db = False, "default"
+    return True
+
+
+def _handle(*, tenant: Tenant, inbox: InboundEvent, event: dict, grants: list[Grant]) -> dict:
+    """The event's handler in a savepoint. A provider that finds, at the end, a campaign's
+    budget spent by concurrent events (EventRetry) has the attempt rolled back and the event
+    applied again knowing it. Each retry adds a campaign that is out of budget for good in
+    this event, so there are at most as many retries as budgeted campaigns."""
+    exhausted: frozenset = frozenset()
+    while True:
+        try:
+            with transaction.atomic():
+                return HANDLERS[event["type"]](
+                    tenant=tenant, inbox=inbox, event=event, grants=grants, exhausted=exhausted
+                )
+        except EventRetry as retry:
+            for grant in grants:
+                limits_release(grant=grant)
+            grants.clear()
+            if retry.exhausted <= exhausted:
+                raise RuntimeError("A campaign known to be out of budget asked for a retry.") from retry
+            exhausted |= retry.exhausted
 
 
 def _outcome(inbox: InboundEvent, *, replayed: bool) -> EventOutcome:
@@ -206,6 +249,24 @@ def _member_account_lock(member: Member, kind: str = Account.Kind.MEMBER) -> Acc
     return account
 
 
+def _member_and_account_lock(*, tenant: Tenant, member_ref: str, dry_run: bool) -> tuple[Member, Account | None]:
+    """The event's member (enrolled if new) and, unless a dry run, its account row locked. A
+    known member costs one query for both: the account row, locked, joined to its member."""
+    if not dry_run:
+        account = (
+            Account.objects.select_for_update(of=("self",))
+            .select_related("member")
+            .filter(kind=Account.Kind.MEMBER, member__tenant=tenant, member__external_ref=member_ref)
+            .first()
+        )
+        if account is not None:
+            member = account.member
+            member.tenant = tenant  # the caller's: what follows reads member.tenant without a query
+            return member, account
+    member, _ = member_get_or_create(tenant=tenant, member_ref=member_ref)
+    return member, None if dry_run else _member_account_lock(member)
+
+
 # Earning ------------------------------------------------------------------------------
 
 
@@ -218,17 +279,9 @@ def _period_start(tenant: Tenant, at: datetime, period: str) -> date:
     return day
 
 
-def _snapshot(*, tenant: Tenant, member: Member, event: dict, now: datetime) -> Snapshot:
+def _snapshot(*, tenant: Tenant, member: Member, tier: TierContext, lines, occurred_at, now: datetime) -> Snapshot:
     config = category_config_get(tenant=tenant)
-    tier = tier_for(tenant, member)
-    capped = [m for m in config.multipliers if m.cap_points is not None and m.cap_period]
-    cap_used = {}
-    for rule in capped:
-        usage = MultiplierUsage.objects.filter(
-            multiplier_id=rule.id, member=member, period_start=_period_start(tenant, now, rule.cap_period)
-        ).first()
-        cap_used[rule.id] = usage.extra_points if usage else 0
-    return Snapshot(
+    snapshot = Snapshot(
         earn_rate=tenant.earn_rate,
         rounding=tenant.rounding,
         categories=config.categories,
@@ -237,8 +290,24 @@ def _snapshot(*, tenant: Tenant, member: Member, event: dict, now: datetime) -> 
         tier=tier.code,
         tier_multiplier=tier.multiplier,
         tier_bonus=tier.bonus_points,
-        cap_used=cap_used,
     )
+    # Only the capped multipliers this event's lines would use need their usage read: most
+    # purchases touch none, and then cost no query for it.
+    used = {
+        best_multiplier(snapshot, resolve_category(snapshot, line.category, line.mcc), occurred_at) for line in lines
+    }
+    capped = [m for m in used if m is not None and m.cap_points is not None and m.cap_period]
+    if not capped:
+        return snapshot
+    cap_used = {rule.id: 0 for rule in capped}
+    periods = {rule.id: _period_start(tenant, now, rule.cap_period) for rule in capped}
+    rows = MultiplierUsage.objects.filter(
+        member=member, multiplier_id__in=list(periods), period_start__in=set(periods.values())
+    ).values_list("multiplier_id", "period_start", "extra_points")
+    for multiplier_id, period_start, extra in rows:
+        if periods.get(multiplier_id) == period_start:
+            cap_used[multiplier_id] = extra
+    return replace(snapshot, cap_used=cap_used)
 
 
 def _record_cap_usage(*, tenant: Tenant, member: Member, calc: Calculation, snapshot: Snapshot, now: datetime):
@@ -247,13 +316,22 @@ def _record_cap_usage(*, tenant: Tenant, member: Member, calc: Calculation, snap
         rule = rules[multiplier_id]
         if rule.cap_points is None or not rule.cap_period or extra <= 0:
             continue
-        usage, _ = MultiplierUsage.objects.get_or_create(
-            tenant=tenant,
-            multiplier_id=multiplier_id,
-            member=member,
-            period_start=_period_start(tenant, now, rule.cap_period),
+        # One upsert (the row may not exist yet this period); the member's account lock
+        # orders one member's events, the increment never loses another's.
+        table = connection.ops.quote_name(MultiplierUsage._meta.db_table)
+        sql = (
+            f"INSERT INTO {table} (tenant_id, multiplier_id, member_id, period_start, extra_points) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (multiplier_id, member_id, period_start) "
+            f"DO UPDATE SET extra_points = {table}.extra_points + EXCLUDED.extra_points"
         )
-        MultiplierUsage.objects.filter(pk=usage.pk).update(extra_points=F("extra_points") + extra)
+        period_start = _period_start(tenant, now, rule.cap_period)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [_db_uuid(tenant.pk), multiplier_id, _db_uuid(member.pk), period_start, extra])
+
+
+def _db_uuid(value):
+    # Raw SQL takes a UUID as the backend stores it (SQLite: 32 hex digits, no dashes).
+    return value if connection.vendor == "postgresql" else value.hex
 
 
 def _award(
@@ -268,6 +346,7 @@ def _award(
     dry_run: bool,
     base_points: int = 0,
     incentives: tuple = (),
+    account: Account | None = None,
 ) -> dict:
     """Check the limits and credit what they allow: pending first if the tenant holds points.
     When the limits cut the award, the base points are credited first, then the incentives
@@ -294,7 +373,8 @@ def _award(
     if awarded <= 0 or dry_run:
         _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=None)
         return result
-    account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
+    if pending or account is None:
+        account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
     transfer = points_transfer(
         tenant=tenant,
         debit=system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE),
@@ -306,6 +386,7 @@ def _award(
         reference_type="event",
         reference_id=inbox.event_id,
         explanation=explanation,
+        known_new=True,  # the inbox row just inserted is this event's: no transfer has its key yet
     ).transfer
     lot_open(
         transfer=transfer,
@@ -342,18 +423,19 @@ def _incentives_settle(incentives, *, awarded: int, base_points: int, transfer_i
             incentive.settle(given, transfer_id)
 
 
-def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhausted=frozenset()) -> dict:
     if event["currency"] != tenant.currency:
         raise CurrencyMismatch(field="currency")
-    member, _ = member_get_or_create(tenant=tenant, member_ref=event["member_ref"])
+    member, account = _member_and_account_lock(tenant=tenant, member_ref=event["member_ref"], dry_run=dry_run)
     if not member.is_active:
         raise Unprocessable("The member is not active.", field="memberRef", code="member_inactive")
-    if not dry_run:
-        _member_account_lock(member)
     now = timezone.now()
-    snapshot = _snapshot(tenant=tenant, member=member, event=event, now=now)
+    tier = tier_for(tenant, member)  # read once: the snapshot and the campaigns' conditions share it
     lines = event_lines(
         amount=event["amount"], category=event.get("category"), mcc=event.get("mcc"), line_items=event.get("line_items")
+    )
+    snapshot = _snapshot(
+        tenant=tenant, member=member, tier=tier, lines=lines, occurred_at=event["occurred_at"], now=now
     )
     base = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     # Campaigns see what the purchase earns on its own (a "double points" campaign doubles it).
@@ -362,7 +444,9 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict
             tenant,
             member,
             event,
-            IncentiveContext(base_points=base.explanation["basePoints"], now=now, dry_run=dry_run),
+            IncentiveContext(
+                base_points=base.explanation["basePoints"], now=now, dry_run=dry_run, tier=tier, exhausted=exhausted
+            ),
         )
     )
     snapshot = replace(snapshot, incentives=incentives)
@@ -380,15 +464,15 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False) -> dict
         dry_run=dry_run,
         base_points=base.points,
         incentives=incentives,
+        account=account,
     )
 
 
-def _action(*, tenant, inbox, event, grants, dry_run=False) -> dict:
-    member, _ = member_get_or_create(tenant=tenant, member_ref=event["member_ref"])
-    if not dry_run:
-        _member_account_lock(member)
+def _action(*, tenant, inbox, event, grants, dry_run=False, exhausted=frozenset()) -> dict:
+    member, account = _member_and_account_lock(tenant=tenant, member_ref=event["member_ref"], dry_run=dry_run)
     now = timezone.now()
-    incentives = tuple(incentives_for(tenant, member, event, IncentiveContext(base_points=0, now=now, dry_run=dry_run)))
+    context = IncentiveContext(base_points=0, now=now, dry_run=dry_run, exhausted=exhausted)
+    incentives = tuple(incentives_for(tenant, member, event, context))
     points = max(0, sum(i.points for i in incentives))
     explanation = {
         "actionCode": event["action_code"],
@@ -405,10 +489,11 @@ def _action(*, tenant, inbox, event, grants, dry_run=False) -> dict:
         now=now,
         dry_run=dry_run,
         incentives=incentives,
+        account=account,
     )
 
 
-def _member_created(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+def _member_created(*, tenant, inbox, event, grants, dry_run=False, exhausted=frozenset()) -> dict:
     member, created = member_get_or_create(
         tenant=tenant,
         member_ref=event["member_ref"],
@@ -427,7 +512,7 @@ def _member_created(*, tenant, inbox, event, grants, dry_run=False) -> dict:
 # Refunds ------------------------------------------------------------------------------
 
 
-def _transaction_refunded(*, tenant, inbox, event, grants, dry_run=False) -> dict:
+def _transaction_refunded(*, tenant, inbox, event, grants, dry_run=False, exhausted=frozenset()) -> dict:
     original = (
         InboundEvent.objects.select_for_update()
         .filter(

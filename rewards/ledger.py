@@ -74,7 +74,6 @@ def _existing(tenant: Tenant, key: str, **expected) -> TransferResult | None:
     return TransferResult(transfer=transfer, created=False)
 
 
-@transaction.atomic
 def points_transfer(
     *,
     tenant: Tenant,
@@ -87,14 +86,20 @@ def points_transfer(
     reference_type: str = "",
     reference_id: str = "",
     explanation: dict | None = None,
+    known_new: bool = False,
 ) -> TransferResult:
-    """Move `amount` points from `debit` to `credit`, at most once per idempotency key."""
+    """Move `amount` points from `debit` to `credit`, at most once per idempotency key.
+
+    The writes are one atomic block (a savepoint inside the caller's transaction), so a
+    refusal leaves the caller's transaction usable. `known_new` skips the look-up of an
+    earlier transfer when the caller's own unique row (the earning engine's inbox event)
+    already says there is none: a clash is still caught by the key's constraint."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_POINTS:
         raise InvalidAmount(field="amount")
     if debit.pk == credit.pk or debit.tenant_id != tenant.pk or credit.tenant_id != tenant.pk:
         raise ValueError("A transfer moves points between two different accounts of one tenant.")
     expected = {"debit_account_id": debit.pk, "credit_account_id": credit.pk, "amount": amount, "kind": kind}
-    already = _existing(tenant, idempotency_key, **expected)
+    already = None if known_new else _existing(tenant, idempotency_key, **expected)
     if already is not None:
         return already
     try:

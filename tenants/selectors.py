@@ -1,8 +1,11 @@
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
+from core.cache import TenantCache
 from core.exceptions import NotFound
 from core.ids import uuid_or_none
 from tenants.models import ApiKey, Limit, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -49,9 +52,33 @@ def _effective(limit: Limit | None, *, scope: str, source: str, member_ref: str 
     return EffectiveLimit(scope, limit.max_per_day, limit.max_total, limit.window_days, source, member_ref)
 
 
+# Every earning checks the limits, so the tenant's limit rows are cached (a committed write
+# retires them, below); a tenant with more member overrides than this is read each time.
+LIMITS_CACHE_TTL = 10 * 60
+MAX_CACHED_LIMITS = 1000
+LIMIT_FIELDS = ("scope", "member_ref", "max_per_day", "max_total", "window_days")
+limits_cache = TenantCache("limits", ttl=lambda: LIMITS_CACHE_TTL)
+
+
+def _limits_of(tenant: Tenant) -> list[Limit]:
+    def load():
+        rows = list(Limit.objects.filter(tenant=tenant).values_list(*LIMIT_FIELDS)[: MAX_CACHED_LIMITS + 1])
+        return rows if len(rows) <= MAX_CACHED_LIMITS else None
+
+    rows, _ = limits_cache.get_or_load(tenant_pk=tenant.pk, load=load)
+    if rows is None:
+        return list(Limit.objects.filter(tenant=tenant))
+    return [Limit(tenant=tenant, **dict(zip(LIMIT_FIELDS, row, strict=True))) for row in rows]
+
+
+@receiver([post_save, post_delete], sender=Limit)
+def _limit_written(sender, instance, **kwargs) -> None:
+    limits_cache.retire_on_commit(instance.tenant_id)
+
+
 def limits_effective(*, tenant: Tenant, member_ref: str | None = None) -> dict[str, EffectiveLimit]:
     """The limits in force: tenant-wide, and per member (a member's override wins)."""
-    limits = {(lim.scope, lim.member_ref): lim for lim in Limit.objects.filter(tenant=tenant)}
+    limits = {(lim.scope, lim.member_ref): lim for lim in _limits_of(tenant)}
     result = {
         "global": _effective(limits.get(("GLOBAL", "")), scope="GLOBAL", source="tenant"),
         "user": _effective(limits.get(("USER", "")), scope="USER", source="tenant"),

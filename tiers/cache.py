@@ -23,13 +23,14 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from tiers import metrics
-from tiers.models import Tier
+from tiers.models import Tier, TierPolicy
 
 logger = logging.getLogger(__name__)
 
 CACHE_TTL = 60 * 60
 LIST = "list"
 ONE = "tier"
+POLICY = "policy"
 
 
 def list_key(tenant_pk) -> str:
@@ -38,6 +39,11 @@ def list_key(tenant_pk) -> str:
 
 def tier_key(tenant_pk, tier_id: str) -> str:
     return f"cache:{tenant_pk}:{tier_id}"
+
+
+def policy_key(tenant_pk) -> str:
+    # Not a valid tierId (it has a colon), so never a tier's key.
+    return f"cache:{tenant_pk}:policy:v1"
 
 
 def generation_key(tenant_pk) -> str:
@@ -136,3 +142,9 @@ def _tier_written(sender, instance, **kwargs) -> None:
     # The services invalidate themselves; this catches writes that bypass them (the admin,
     # fixtures, a shell), so none can leave a stale tier behind.
     tier_cache_invalidate_on_commit(tenant_pk=instance.tenant_id, tier_id=instance.tier_id)
+
+
+@receiver([post_save, post_delete], sender=TierPolicy)
+def _policy_written(sender, instance, **kwargs) -> None:
+    # The earning path reads the policy from the cache (qualification.policy_cached).
+    tier_cache_invalidate_on_commit(tenant_pk=instance.tenant_id)

@@ -13,14 +13,15 @@ import logging
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from rewards.contributions import PointsChange, TierContext
 from rewards.models import Member
 from rewards.outbox import outbox_write
 from tenants.models import Tenant
+from tiers import cache as tier_cache
 from tiers.models import ProcessedEvent, QualifyingPoints, Tier, TierAssignment, TierHistory, TierPolicy
 from tiers.selectors import assignment_with_points, tier_list
 
@@ -40,6 +41,23 @@ def _metrics():
 def policy_get(tenant: Tenant) -> TierPolicy:
     policy = TierPolicy.objects.filter(tenant=tenant).first()
     return policy or TierPolicy(tenant=tenant)
+
+
+POLICY_FIELDS = ("qualification", "window_months", "downgrade_grace_days")
+
+
+def policy_cached(tenant: Tenant) -> TierPolicy:
+    """The tenant's tier policy for the earning path, from the tier cache (retired with the
+    tiers on every committed policy or tier write, tiers/cache.py): every purchase reads it."""
+
+    def load():
+        policy = policy_get(tenant)
+        return tuple(getattr(policy, name) for name in POLICY_FIELDS)
+
+    values = tier_cache.cached(
+        tenant_pk=tenant.pk, key=tier_cache.policy_key(tenant.pk), kind=tier_cache.POLICY, load=load, store=bool
+    )
+    return TierPolicy(tenant=tenant, **dict(zip(POLICY_FIELDS, values, strict=True)))
 
 
 def _month_of(tenant: Tenant, at: datetime) -> date:
@@ -137,10 +155,17 @@ def _assign(
 
 
 def _evaluate(
-    *, member: Member, assignment: TierAssignment, now: datetime, event_id: str, downgrade: bool, tiers: list[Tier]
+    *,
+    member: Member,
+    assignment: TierAssignment,
+    now: datetime,
+    event_id: str,
+    downgrade: bool,
+    tiers: list[Tier],
+    policy: TierPolicy | None = None,
 ) -> None:
     tenant = member.tenant
-    policy = policy_get(tenant)
+    policy = policy or policy_get(tenant)
     points = qualifying_points(member=member, policy=policy, now=now)
     target = tier_qualified(tiers, points)
     current = assignment.tier
@@ -187,23 +212,46 @@ def points_changed(change: PointsChange) -> None:
     if change.points == 0:
         return
     member, now = change.member, timezone.now()
-    try:
-        with transaction.atomic():
-            ProcessedEvent.objects.create(
-                tenant_id=member.tenant_id,
-                event_id=f"{change.kind}:{change.event_id}"[:160],
-                event_type=ProcessedEvent.Type.EARNING,
-            )
-    except IntegrityError:
-        return
-    month = _month_of(member.tenant, change.earned_at or now)
-    row, _ = QualifyingPoints.objects.get_or_create(tenant_id=member.tenant_id, member=member, month=month)
-    QualifyingPoints.objects.filter(pk=row.pk).update(points=F("points") + change.points)
-    tiers = tiers_of(member.tenant)
+    # Plain statements, no savepoints: a repeat is an INSERT that inserts nothing, and the
+    # month's row is added to (created if it is the month's first) in one upsert.
+    processed = ProcessedEvent._meta.db_table
+    qualifying = connection.ops.quote_name(QualifyingPoints._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {connection.ops.quote_name(processed)} (tenant_id, event_id, event_type, processed_at) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id, event_id, event_type) DO NOTHING RETURNING id",
+            [_db_uuid(member.tenant_id), f"{change.kind}:{change.event_id}"[:160], ProcessedEvent.Type.EARNING, now],
+        )
+        if cursor.fetchone() is None:
+            return
+        cursor.execute(
+            f"INSERT INTO {qualifying} (tenant_id, member_id, month, points) VALUES (%s, %s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT (member_id, month) DO UPDATE SET points = {qualifying}.points + EXCLUDED.points",
+            [
+                _db_uuid(member.tenant_id),
+                _db_uuid(member.pk),
+                _month_of(member.tenant, change.earned_at or now),
+                change.points,
+            ],
+        )
+    tiers = tier_list(tenant=member.tenant)  # cached
     if not tiers:
         return
     assignment = _assignment_lock(member, now)
-    _evaluate(member=member, assignment=assignment, now=now, event_id=change.event_id, downgrade=False, tiers=tiers)
+    _evaluate(
+        member=member,
+        assignment=assignment,
+        now=now,
+        event_id=change.event_id,
+        downgrade=False,
+        tiers=tiers,
+        policy=policy_cached(member.tenant),
+    )
+
+
+def _db_uuid(value):
+    # Raw SQL takes a UUID as the backend stores it (SQLite: 32 hex digits, no dashes).
+    return value if connection.vendor == "postgresql" else value.hex
 
 
 def member_created(member: Member) -> None:
