@@ -344,7 +344,7 @@ def member_tier_summary(member: Member) -> dict | None:
     if not tiers:
         return None
     now = timezone.now()
-    policy = policy_get(tenant)
+    policy = policy_cached(tenant)  # retired on every committed policy write (tiers/cache.py)
     assignment = assignment_with_points(member=member, since=_window_start(tenant, policy, now))
     tier = assignment.tier if assignment else None
     points = max(0, assignment.points) if assignment else qualifying_points(member=member, policy=policy, now=now)

@@ -1,14 +1,19 @@
 """Query counts of the hot read and write paths, pinned: a change that adds a query per
 request shows here before it shows in the load benchmark."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from rewards.services import member_token_issue, points_adjust
 from tests.catalog.helpers import put_in_tier, tier_ladder
 from tests.factories import MemberFactory
+from tiers.models import QualifyingPoints
+from tiers.services import tier_policy_update
 
 # Committed setup, as in production: caches only serve what a committed write left behind.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,10 +39,10 @@ def test_me_reads_the_member_once_and_the_tiers_from_the_cache(tenant):
     sql = queries_of(lambda: client.get("/api/v1/me"))
 
     # the token's member with its tenant and balance (one query for the authentication and the
-    # profile), expiring points, the tier policy, and the tier assignment with the qualifying
-    # points; the tier list comes from the cache
-    assert len(sql) == 4, "\n".join(sql)
-    assert not [q for q in sql if 'FROM "tiers_tier"' in q]
+    # profile), expiring points, and the tier assignment with the qualifying points; the tier
+    # list and the tier policy come from the cache
+    assert len(sql) == 3, "\n".join(sql)
+    assert not [q for q in sql if 'FROM "tiers_tier"' in q or 'FROM "tiers_tierpolicy"' in q]
     assert sum('FROM "rewards_member"' in q for q in sql) == 1
     assert client.get("/api/v1/me").json()["balance"] == 10
 
@@ -58,3 +63,19 @@ def test_an_event_through_the_whole_engine(tenant, api_client):
     assert len(sql) == 19, "\n".join(sql)
     assert not [q for q in sql if 'FROM "tenants_tenant"' in q]
     assert sum('FROM "rewards_account"' in q for q in sql) == 1  # the member's account, locked with the member
+
+
+def test_me_shows_a_tier_policy_change_at_once_though_it_reads_the_policy_from_the_cache(tenant):
+    member = MemberFactory(tenant=tenant)
+    tier_ladder(tenant)
+    year_ago = (timezone.now() - timedelta(days=370)).date().replace(day=1)
+    QualifyingPoints.objects.create(tenant=tenant, member=member, month=year_ago, points=700)
+    QualifyingPoints.objects.create(tenant=tenant, member=member, month=timezone.now().date().replace(day=1), points=50)
+    token, _ = member_token_issue(member=member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert client.get("/api/v1/me").json()["tier"]["qualifyingPoints"] == 750  # lifetime; the policy now cached
+
+    tier_policy_update(tenant=tenant, qualification="ROLLING", window_months=3)
+
+    assert client.get("/api/v1/me").json()["tier"]["qualifyingPoints"] == 50
