@@ -1,5 +1,5 @@
 """The campaigns back office: the campaign builder and its lifecycle, a dry-run preview,
-cohorts (member uploads, rules, recomputes), the catalogs rules name (actions, coupon pools)
+cohorts (member uploads and CSV downloads, rules, recomputes), the catalogs rules name (actions, coupon pools)
 and read-only views of what campaigns issued.
 
 Every write goes through `campaigns.services` or `campaigns.cohorts`. The service is called
@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Q
 from django.forms.fields import InvalidJSONInput
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -56,6 +56,28 @@ UNKNOWN_SHOWN = 200
 
 def _operator_label(request) -> str:
     return f"operator:{request.user.get_username()}"
+
+
+class _Echo:
+    """A file that hands back what is written to it, so csv.writer can feed a streamed response."""
+
+    def write(self, value):
+        return value
+
+
+def _cohort_members_csv(rows, filename: str) -> StreamingHttpResponse:
+    """memberRef, joined_at and cohort per row: the memberRef column is what the upload form
+    reads, so a downloaded list can be uploaded again (to this cohort or another)."""
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(("memberRef", "joined_at", "cohort"))
+        for code, member_ref, added_at in rows.iterator(chunk_size=2000):
+            yield writer.writerow((member_ref, added_at.isoformat(), code))
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def _change_url(admin_site, obj) -> str:
@@ -540,14 +562,30 @@ class CohortAdmin(ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmi
                 self.admin_site.admin_view(self.recompute_view),
                 name="{}_{}_recompute".format(*info),
             ),
+            path(
+                "<path:object_id>/members.csv",
+                self.admin_site.admin_view(self.members_export_view),
+                name="{}_{}_members_export".format(*info),
+            ),
         ]
         return custom + super().get_urls()
+
+    # Member lists out: anyone who may read the cohort, viewers too. A button on the cohort's
+    # page rather than a list action, since a viewer's lists offer no actions at all.
+
+    def members_export_view(self, request, object_id):
+        cohort = self.get_object(request, unquote(object_id))  # another tenant's: 404
+        if not self.has_view_permission(request, cohort):
+            raise PermissionDenied
+        rows = cohorts.cohort_member_rows(tenant=cohort.tenant, cohort=cohort)
+        return _cohort_members_csv(rows, f"cohort-{cohort.tenant.slug}-{cohort.code}.csv")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         cohort = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
             "can_write": self.has_write_permission(request, cohort),
+            "can_export": self.has_view_permission(request, cohort),
             "is_dynamic": cohort.kind == Cohort.Kind.DYNAMIC,
             "recent_runs": list(
                 cohorts.cohort_run_list(tenant=cohort.tenant, cohort=cohort)[:RECENT_RUNS]

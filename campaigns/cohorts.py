@@ -455,6 +455,16 @@ def cohort_list(*, tenant: Tenant) -> QuerySet[Cohort]:
     return Cohort.objects.filter(tenant=tenant).order_by("code", "pk")
 
 
+def cohort_member_rows(*, tenant: Tenant, cohort: Cohort) -> QuerySet:
+    """(cohort code, memberRef, joined at) of the cohort's members by memberRef, for an export;
+    nothing when the cohort is not `tenant`'s."""
+    return (
+        CohortMember.objects.filter(tenant=tenant, cohort=cohort, cohort__tenant=tenant)
+        .order_by("member__external_ref", "pk")
+        .values_list("cohort__code", "member__external_ref", "added_at")
+    )
+
+
 def cohort_run_list(*, tenant: Tenant, cohort: Cohort) -> QuerySet[CohortRun]:
     """The cohort's recomputes, newest first."""
     return CohortRun.objects.filter(tenant=tenant, cohort=cohort).order_by("-created_at", "-pk")
