@@ -13,6 +13,7 @@ from rewards.ledger import TransferResult, points_transfer, system_account_get
 from rewards.lots import lot_open, lots_restore, lots_take
 from rewards.models import Account, Member, Transfer
 from rewards.outbox import points_announce
+from rewards.privacy import member_is_erased
 from rewards.tokens import member_token_encode
 from tenants.models import Tenant
 
@@ -51,7 +52,10 @@ def member_create(
 
 
 def member_update(*, member: Member, **fields) -> Member:
-    """Change a member's locale, status or attributes."""
+    """Change a member's locale, status or attributes. An erased member stays as erasure left
+    it (reopening it would hand its anonymized account back to whoever asks)."""
+    if member_is_erased(member):
+        raise MemberInactive("An erased member cannot be changed.", field="memberRef")
     for name in ("locale", "status", "attributes"):
         if name in fields:
             setattr(member, name, fields[name])

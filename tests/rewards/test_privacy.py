@@ -173,3 +173,14 @@ def test_operators_erase_as_their_role_allows(tenant, history, role, status):
 
     assert response.status_code == status
     assert Member.objects.filter(tenant=tenant, external_ref=REF).exists() is (status == 403)
+
+
+def test_an_erased_member_cannot_be_reopened(api_client, tenant, history):
+    assert api_client.delete(f"/api/v1/members/{REF}").status_code == 204
+    erased_ref = Member.objects.get(pk=history.pk).external_ref
+
+    response = api_client.patch(f"/api/v1/members/{erased_ref}", {"status": "ACTIVE"}, format="json")
+
+    assert_error(response, 422, code="member_inactive", attr="memberRef")
+    assert Member.objects.get(pk=history.pk).status == Member.Status.CLOSED
+    assert_error(api_client.post(f"/api/v1/members/{erased_ref}/token"), 422, code="member_inactive")
