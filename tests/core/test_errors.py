@@ -86,7 +86,7 @@ CASES = [
     ("user-limit-negative", "post", USER_LIMITS, {"memberRef": "v", "maxPerDay": -5}, JSON, 400, None, "maxPerDay"),
     ("api-key-name-too-long", "post", API_KEYS, {"name": "x" * 101}, JSON, 400, "max_length", "name"),
     ("unknown-route", "get", "/api/v1/nowhere", None, JSON, 404, "not_found", None),
-    ("method-not-allowed", "delete", MEMBER, None, JSON, 405, "method_not_allowed", None),
+    ("method-not-allowed", "put", MEMBER, {"status": "CLOSED"}, JSON, 405, "method_not_allowed", None),
 ]
 
 
