@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from campaigns import selectors, services
 from campaigns.models import Action, Campaign, CampaignStats, Cohort, CouponPool, Incentive
 from campaigns.rules import ACTION_CODE_PATTERN, RULE_SCHEMA, RuleInvalid
+from core.api.pagination import StrictPageSizeMixin
 from core.api.permissions import IsMember
 from core.api.schema import domain_errors
 from core.api.views import TenantAPIView
@@ -219,7 +220,7 @@ class IncentiveSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class IncentiveCursorPagination(CursorPagination):
+class IncentiveCursorPagination(StrictPageSizeMixin, CursorPagination):
     """Newest first, stable while new incentives arrive."""
 
     page_size = 50
