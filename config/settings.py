@@ -335,6 +335,7 @@ SPECTACULAR_SETTINGS = {
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
         "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",
         "core.api.schema.camelize_error_attrs",
+        "core.api.schema.open_error_codes",
         "core.api.schema.add_request_id_to_errors",
     ],
 }

@@ -1,3 +1,5 @@
+import re
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from drf_standardized_errors.openapi import AutoSchema as StandardizedErrorsAutoSchema
 from rest_framework import serializers
@@ -87,4 +89,100 @@ def add_request_id_to_errors(result, generator, request, public):
         if "type" in props and "errors" in props and "requestId" not in props:
             props["requestId"] = {"type": "string", "description": "Also sent as the X-Request-ID header."}
             schema.setdefault("required", []).append("requestId")
+    return result
+
+
+ERROR_CODE_ENUM = re.compile(r"^(ErrorCode\d+|ParseErrorCode)Enum$")
+NOT_FOUND_CODES = "`not_found`, or the missing thing's own code, e.g. `member_not_found`, `item_not_found`"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _listed(values) -> str:
+    return ", ".join(f"`{value}`" for value in values)
+
+
+def open_error_codes(result, generator, request, public):
+    """Error `code`s and `attr`s are open sets, documented by example, not closed enums.
+
+    A 404 names what was missing (`member_not_found`), a 400 `client_error` carries a domain
+    code (`invalid_idempotency_key`), and a field error may name a nested field
+    (`lineItems.4`) or a code from a parser (`null_characters`): a client must accept codes it
+    does not know. A GET whose query parameters are validated answers 400 `validation_error`
+    too, so that is documented wherever an operation takes query parameters.
+    """
+    schemas = result.get("components", {}).get("schemas", {})
+    for name, schema in schemas.items():
+        if ERROR_CODE_ENUM.match(name) and "enum" in schema:
+            known = NOT_FOUND_CODES if name == "ErrorCode404Enum" else _listed(schema["enum"])
+            schemas[name] = {
+                "type": "string",
+                "description": f"Stable, machine-readable; an open set, e.g. {known}.",
+                "example": schema["enum"][0],
+            }
+
+    field_components = set()
+    for name, schema in list(schemas.items()):
+        if schema.get("discriminator", {}).get("propertyName") != "attr":
+            continue
+        attrs, codes = [], []
+        for option in schema.get("oneOf", []):
+            component_name = option["$ref"].rsplit("/", 1)[-1]
+            field_components.add(component_name)
+            properties = schemas[component_name].get("properties", {})
+            attrs += [value for value in properties.get("attr", {}).get("enum", []) if value not in attrs]
+            codes += [value for value in properties.get("code", {}).get("enum", []) if value not in codes]
+        schemas[name] = {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "description": f"e.g. {_listed(codes)}; an open set."},
+                "detail": {"type": "string"},
+                "attr": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": (
+                        f"The field at fault, as spelled on the wire: {_listed(attrs)}; a nested field is "
+                        "dotted (`lineItems.4.sku`)."
+                    ),
+                },
+            },
+            "required": ["code", "detail", "attr"],
+        }
+    for component_name in field_components:
+        schemas.pop(component_name, None)
+
+    schemas["FieldError"] = {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "description": "e.g. `invalid`, `required`, `max_length`; an open set."},
+            "detail": {"type": "string"},
+            "attr": {"type": "string", "nullable": True, "description": "The parameter or field at fault."},
+        },
+        "required": ["code", "detail", "attr"],
+    }
+    schemas["QueryValidationErrorResponse"] = {
+        "type": "object",
+        "properties": {
+            "type": _ref("ValidationErrorEnum"),
+            "errors": {"type": "array", "items": _ref("FieldError")},
+        },
+        "required": ["type", "errors"],
+    }
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            if not any(parameter.get("in") == "query" for parameter in operation.get("parameters", [])):
+                continue
+            content = operation.get("responses", {}).get("400", {}).get("content", {}).get("application/json", {})
+            ref = content.get("schema", {}).get("$ref", "")
+            response = schemas.get(ref.rsplit("/", 1)[-1])
+            if not response or "discriminator" not in response:
+                continue
+            mapping = response["discriminator"].setdefault("mapping", {})
+            if "validation_error" not in mapping:
+                response["oneOf"].append(_ref("QueryValidationErrorResponse"))
+                mapping["validation_error"] = _ref("QueryValidationErrorResponse")["$ref"]
     return result
