@@ -92,5 +92,6 @@ class CamelCaseJSONParser(JSONParser):
         for pattern, code, message in UNSTORABLE:
             path = _path_of(pattern, data)
             if path is not None:
-                raise ValidationError({camel(path): [message]}, code=code)
+                # "" is the body itself (a bare JSON string): the request as a whole.
+                raise ValidationError({camel(path or "non_field_errors"): [message]}, code=code)
         return data

@@ -18,3 +18,14 @@ def test_a_nul_under_a_key_with_a_lone_surrogate_is_named_by_the_enclosing_field
     assert response.status_code == 400
     error = response.json()["errors"][0]
     assert (error["code"], error["attr"]) == ("null_characters", "ruleJson")
+
+
+def test_a_nul_in_a_bare_json_string_is_named_as_the_request_as_a_whole(api_client):
+    response = api_client.post("/api/v1/events", data='"a\\u0000b"', content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0] | {"detail": None} == {
+        "code": "null_characters",
+        "detail": None,
+        "attr": "nonFieldErrors",
+    }
