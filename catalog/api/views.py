@@ -161,7 +161,8 @@ class ItemListCreateApi(ItemReadMixin, CatalogApiBase, ListAPIView):
 
     def get_serializer(self, *args, **kwargs):
         if not getattr(self, "swagger_fake_view", False):
-            kwargs["context"] = self.item_context(self.viewer)
+            # An OPTIONS request describes the serializer without listing, so without a viewer.
+            kwargs["context"] = self.item_context(getattr(self, "viewer", None))
         return CatalogItemSerializer(*args, **kwargs)
 
     @extend_schema(

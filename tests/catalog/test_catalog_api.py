@@ -318,3 +318,9 @@ def test_another_tenants_category_or_partner_cannot_be_attached(tenant, other_te
     with pytest.raises(services.InvalidReference):
         services.item_create(tenant=tenant, name="X", point_cost=1, partner=partner)
     assert not Item.objects.filter(tenant=tenant).exists()
+
+
+def test_options_on_the_item_list_describes_it_without_listing(api_client):
+    response = api_client.options("/api/v1/catalog/items")
+
+    assert response.status_code == 200, response.content
