@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",
+    "core.rls.tenant_scope_middleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -141,6 +142,13 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; wait for the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# Row-level security (core.rls): the role tenant-bound requests run as, walled in to their
+# tenant by the tables' policies; empty turns the wall off. Sessions open as the platform
+# (`app.tenant_id = '*'`); a tenant-bound request narrows its own.
+DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE", "loyalty_app")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c app.tenant_id=*".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # One transaction model: services own their transactions (see STYLE.md).
 ATOMIC_REQUESTS = False

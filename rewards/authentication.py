@@ -5,6 +5,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from core.api.principals import MemberClient
 from core.ids import uuid_or_none
+from core.rls import tenant_scope_enter
 from rewards.models import Member
 from rewards.selectors import member_for_token
 from rewards.tokens import member_token_decode
@@ -40,6 +41,7 @@ class MemberTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("The member token has expired.", code="token_expired") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed("Invalid member token.", code="invalid_token") from exc
+        tenant_scope_enter(member.tenant_id)
         return MemberClient(tenant=member.tenant, member=member), claims
 
     def authenticate_header(self, request) -> str:

@@ -3,6 +3,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from core.api.principals import ApiClient
+from core.rls import tenant_scope_enter
 from tenants.selectors import api_key_get_by_raw
 from tenants.services import api_key_touch
 
@@ -22,6 +23,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not api_key.tenant.is_active:
             raise AuthenticationFailed("This tenant is suspended.", code="tenant_suspended")
         api_key_touch(api_key=api_key)
+        tenant_scope_enter(api_key.tenant_id)
         return ApiClient(tenant=api_key.tenant, api_key=api_key), api_key
 
     def authenticate_header(self, request) -> str:
