@@ -10,10 +10,12 @@ tenant table has its policy.
 
 Who is walled in:
 
-- A request authenticated as a tenant (an API key or a member token) switches its session to
-  the application role and that tenant (`tenant_scope_enter`, called by the authentication
-  classes) and back when the response is done (`tenant_scope_middleware`). From then on,
-  whatever the view's queries say, the database returns and accepts that tenant's rows only.
+- A request authenticated as a tenant (an API key or a member token; called by the
+  authentication classes) or made by an operator signed in to the back office
+  (`operator_scope_middleware`) switches its session to the application role and that tenant
+  (`tenant_scope_enter`), and back when the response is done (`tenant_scope_middleware`).
+  From then on, whatever the view's queries say, the database returns and accepts that
+  tenant's rows only.
 - Everything else is a platform path and says so: the connection opens with
   `app.tenant_id = '*'` (`DATABASES OPTIONS`), which tasks, management commands, platform
   staff in the back office and the authentication lookups themselves (finding the tenant of
@@ -135,6 +137,21 @@ def tenant_scope_exit() -> None:
             connection.close()
     finally:
         _scope.connection = None
+
+
+def operator_scope_middleware(get_response):
+    """An operator signed in to the back office (or the API, by session) is walled in to the
+    tenant they operate; platform staff (no operator) stay the platform."""
+
+    def middleware(request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            operator = getattr(user, "operator", None)
+            if operator is not None:
+                tenant_scope_enter(operator.tenant_id)
+        return get_response(request)
+
+    return middleware
 
 
 def tenant_scope_middleware(get_response):

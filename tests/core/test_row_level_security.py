@@ -150,3 +150,24 @@ def test_a_member_token_request_is_walled_in_to_the_members_tenant(tenant, other
 
     assert response.status_code == 200, response.content
     assert seen == {"members": 1}
+
+
+def test_an_operator_whose_admin_list_forgot_its_tenant_still_sees_their_tenants_rows_only(
+    client, tenant, other_tenant, monkeypatch
+):
+    from django.contrib.admin.options import ModelAdmin
+
+    from core.admin_scoping import TenantScopedAdminMixin
+    from tests.factories import OperatorFactory
+
+    Member.objects.create(tenant=tenant, external_ref="ours")
+    Member.objects.create(tenant=other_tenant, external_ref="theirs")
+    # the first wall knocked down: every scoped admin lists every tenant's rows
+    monkeypatch.setattr(TenantScopedAdminMixin, "get_queryset", ModelAdmin.get_queryset)
+    client.force_login(OperatorFactory(tenant=tenant).user)
+
+    response = client.get("/admin/rewards/member/")
+
+    assert response.status_code == 200
+    assert "ours" in response.text
+    assert "theirs" not in response.text
