@@ -40,6 +40,10 @@ POLICY = "tenant_isolation"
 PLATFORM = "*"
 SETTING = "app.tenant_id"
 
+# What the wall costs a tenant-bound request: one statement narrowing its session, one
+# widening it again at the end (query counts pinned in tests add it).
+WALL_QUERIES = 2
+
 _scope = threading.local()
 
 

@@ -135,13 +135,15 @@ def test_a_member_token_request_is_walled_in_to_the_members_tenant(tenant, other
     Member.objects.create(tenant=other_tenant, external_ref="me")  # the same ref elsewhere
     seen = {}
 
-    original = selectors.member_get
+    from rewards.api.views import MeApi
 
-    def spy(**kwargs):
-        seen["members"] = count("rewards_member")  # a raw count with no WHERE, inside the request
-        return original(**kwargs)
+    original = MeApi.get
 
-    monkeypatch.setattr(selectors, "member_get", spy)
+    def spy(view, request):
+        seen["members"] = count("rewards_member")  # a raw count with no WHERE, inside the view
+        return original(view, request)
+
+    monkeypatch.setattr(MeApi, "get", spy)
     token, _ = member_token_issue(member=mine)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.rls import WALL_QUERIES
 from rewards.categories import category_create, multiplier_create
 from tests.campaigns.helpers import campaign_make
 from tests.catalog.helpers import put_in_tier, tier_ladder
@@ -55,13 +56,16 @@ def test_a_purchase_with_a_multiplier_a_tier_and_a_budgeted_campaign(tenant, api
     # (its savepoint, the balance, the row), the lot and points.credited; the tier's processed
     # event, the month's qualifying points (an upsert), the tier assignment lock and the total;
     # the incentive and incentive.generated; the campaign's stats; the inbox result; COMMIT.
-    assert len(sql) == 22, "\n".join(sql)
+    assert len(sql) == 22 + WALL_QUERIES, "\n".join(sql)
     for table in ("tenants_tenant", "tenants_limit", "tiers_tier", "tiers_tierpolicy", "rewards_spendcategory"):
         assert not [q for q in sql if f'FROM "{table}"' in q], table
     assert not [q for q in sql if 'FROM "rewards_transfer"' in q]  # the new transfer is not looked for
     assert sum('FROM "rewards_account"' in q for q in sql) == 1  # locked once
     assert sum('FROM "tiers_tierassignment"' in q for q in sql) == 2  # read once, locked once
     # the shared stats row is the last write before the inbox result and COMMIT
+    # (the tenant scope of row-level security is widened again after the response: the last query)
+    assert "set_config" in sql[-1]
+    sql = sql[:-1]
     stats = [i for i, q in enumerate(sql) if 'UPDATE "campaigns_campaignstats"' in q]
     assert stats == [len(sql) - 4], "\n".join(sql[-5:])
     assert sql[-1] == "COMMIT"
