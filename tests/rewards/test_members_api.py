@@ -123,6 +123,14 @@ def test_member_list_filters(api_client, tenant, other_tenant):
     assert_error(api_client.get("/api/v1/members", {"status": "NOPE"}), 400, attr="status")
 
 
+def test_member_list_takes_any_offset_python_parses_and_refuses_an_unrepresentable_time(api_client, member):
+    # PostgreSQL itself refuses offsets beyond 15:59; the filter hands it UTC
+    far_offset = api_client.get("/api/v1/members", {"createdAfter": "2000-07-27T22:35:27-18:30"})
+    assert far_offset.status_code == 200 and refs(far_offset) == [member.external_ref]
+    before_year_one = api_client.get("/api/v1/members", {"createdAfter": "0001-01-01T00:00:00+05:00"})
+    assert_error(before_year_one, 400, attr="createdAfter")
+
+
 def test_adjustment_returns_the_transfer_and_the_balance(api_client, tenant, member):
     credit = api_client.post(
         f"/api/v1/members/{member.external_ref}/adjustments", {"points": 100, "reason": "welcome"}, format="json"
