@@ -101,14 +101,20 @@ def outbox_relay_run() -> int:
     """Publish every unpublished event, oldest position first; how many were published
     (0 when another relay is at work: it publishes them)."""
     published = 0
-    with _relay_lock() as held:
-        if not held:
-            return 0
-        while True:
-            count = _publish_batch()
-            published += count
-            if count < BATCH:
+    while True:
+        with _relay_lock() as held:
+            if not held:
                 break
+            while True:
+                count = _publish_batch()
+                published += count
+                if count < BATCH:
+                    break
+        # A transaction that committed while this relay was finishing had its own relay find
+        # the lock held and give up: look once more after letting go, or its events would
+        # wait for the beat sweep.
+        if not OutboxEvent.objects.filter(published_at__isnull=True, position__isnull=False).exists():
+            break
     if published:
         logger.info("outbox published", extra={"events": published})
     return published

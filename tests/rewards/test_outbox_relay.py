@@ -131,6 +131,41 @@ def test_a_second_relay_does_nothing_while_one_holds_the_lock(tenant):
     assert outbox_relay_run() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_events_committed_while_a_relay_finishes_are_not_left_for_the_sweep(tenant, monkeypatch):
+    # given a relay at work, during whose last batch another transaction commits an event,
+    # and that transaction's own relay finds the lock held and gives up
+    from rewards import relay
+
+    member = MemberFactory(tenant=tenant)
+    credit(member)
+    original, late = relay._publish_batch, []
+
+    def batch_then_a_late_commit():
+        count = original()
+        if not late:
+
+            def commit_and_relay():
+                credit(member, reason="late")
+                late.append(outbox_relay_run())  # its own relay: the lock is held
+                connections["default"].close()
+
+            thread = threading.Thread(target=commit_and_relay)
+            thread.start()
+            thread.join(timeout=60)
+        return count
+
+    monkeypatch.setattr(relay, "_publish_batch", batch_then_a_late_commit)
+
+    # when the first relay finishes
+    published = outbox_relay_run()
+
+    # then it published the late event too, nothing waits for the sweep
+    assert late == [0]
+    assert published == 2
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
 WRITER = """
 import os, sys, django
 sys.path.insert(0, os.environ["ROOT"])
