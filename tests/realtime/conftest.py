@@ -69,9 +69,10 @@ async def closed_with(ws: WebsocketCommunicator, *, timeout: float = 2) -> int:
     return message["code"]
 
 
-async def frames(ws: WebsocketCommunicator, *, idle: float = 0.5) -> list[dict]:
-    """Every frame sent until the socket has been quiet for `idle` seconds."""
-    received = []
+async def frames(ws: WebsocketCommunicator, *, idle: float = 0.5, expect: int = 0) -> list[dict]:
+    """Every frame sent until the socket has been quiet for `idle` seconds, after waiting up to
+    30 s for each of the first `expect` (a busy machine may take longer than `idle` to start)."""
+    received = [await ws.receive_json_from(timeout=30) for _ in range(expect)]
     while not await ws.receive_nothing(idle):
         received.append(await ws.receive_json_from())
     return received

@@ -300,7 +300,7 @@ def test_a_member_offline_for_100_events_resumes_with_exactly_those_100(member):
         # when it reconnects and resumes after the last event it saw
         ws = await connected(member)
         await ws.send_json_to({"type": "resume", "after": str(seen.event_id)})
-        received = await frames(ws)
+        received = await frames(ws, expect=len(missed))
         # then it gets exactly those 100, in order, as the relay would have sent them
         assert received == [frame(event) for event in missed]
         await ws.send_json_to({"type": "resume", "after": str(missed[-1].event_id)})
@@ -317,7 +317,7 @@ def test_a_resume_longer_than_one_page_is_replayed_whole(member, monkeypatch):
     async def scenario():
         ws = await connected(member)
         await ws.send_json_to({"type": "resume", "after": str(seen.event_id)})
-        assert [f["eventId"] for f in await frames(ws)] == [str(e.event_id) for e in missed]
+        assert [f["eventId"] for f in await frames(ws, expect=len(missed))] == [str(e.event_id) for e in missed]
         await ws.disconnect()
 
     run(scenario)
