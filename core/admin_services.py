@@ -10,6 +10,7 @@ written; `save_model` only adopts it.
 import functools
 
 from django import forms
+from django.contrib import admin
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 
@@ -86,6 +87,27 @@ class ReadOnlyAdminMixin:
     """Records of what happened: nobody adds, edits or deletes them here."""
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Records shown on the object they belong to, read-only, to whoever may see that object
+    (its own admin has already scoped and authorised it)."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):

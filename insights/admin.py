@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.admin_scoping import TenantScopedAdminMixin, is_platform_staff, operator_role
-from core.admin_services import ReadOnlyAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ReadOnlyInline
 from core.api.principals import operator_tenant
 from insights.models import ReconciliationDrift, ReconciliationRun
 from insights.program import INTERVALS, MAX_BUCKETS, program_report, program_window
@@ -287,24 +287,9 @@ def program_view(request):
 # Reconciliation (read-only) ----------------------------------------------------------------
 
 
-class ReconciliationDriftInline(admin.TabularInline):
+class ReconciliationDriftInline(ReadOnlyInline):
     model = ReconciliationDrift
     fields = readonly_fields = ("kind", "object_type", "object_id", "object_repr", "stored", "computed")
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_view_permission(self, request, obj=None):
-        return True  # the run's own admin has already scoped and authorised `obj`
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ReconciliationRun)

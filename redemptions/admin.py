@@ -27,7 +27,7 @@ from django.utils.timesince import timesince
 
 from catalog.models import Item
 from core.admin_scoping import TenantScopedAdminMixin
-from core.admin_services import ReadOnlyAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ReadOnlyInline
 from core.exceptions import DomainError
 from core.roles import ACCOUNT_ROLES, OPERATIONS_ROLES, PROGRAM_ROLES
 from redemptions import selectors, services
@@ -104,26 +104,6 @@ class PartnerFilter(admin.SimpleListFilter):
         if not value.isdigit():
             return queryset.none()
         return queryset.filter(partner_config_id=int(value))
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """A record shown on its redemption, read-only; visible to whoever may see the redemption."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_view_permission(self, request, obj=None):
-        return True  # the redemption's own admin has already scoped and authorised `obj`
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class RedemptionTransitionInline(ReadOnlyInline):

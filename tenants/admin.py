@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
-from core.admin_services import ReadOnlyAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ReadOnlyInline
 from core.roles import ACCOUNT_ROLES, OPERATIONS_ROLES
 from tenants.models import ApiKey, Limit, Operator, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tenants.services import api_key_create, api_key_revoke, tenant_create
@@ -269,27 +269,13 @@ class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"Replayed {replayed} dead-lettered delivery(ies).", messages.SUCCESS)
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(ReadOnlyInline):
     """The delivery log, read-only; visible to whoever may see the delivery."""
 
     model = WebhookAttempt
     fields = ("at", "status_code", "error", "response_body", "duration_ms")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("at", "id")
-
-    def has_view_permission(self, request, obj=None):
-        return True  # the delivery's own admin has already scoped and authorised `obj`
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookDelivery)
