@@ -1,4 +1,8 @@
+import time
+import uuid
+
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from rewards.models import Member
@@ -58,3 +62,20 @@ class OperatorFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     tenant = factory.SubFactory(TenantFactory)
     role = Operator.Role.OWNER
+
+
+def member_claims(member, **overrides) -> dict:
+    """The claims of a valid member token for `member`, with `overrides` (None leaves a claim
+    out): what the token tests forge and tamper with."""
+    now = int(time.time())
+    claims = {
+        "iss": settings.MEMBER_TOKEN_ISSUER,
+        "aud": settings.MEMBER_TOKEN_AUDIENCE,
+        "sub": str(member.pk),
+        "tid": str(member.tenant_id),
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        **overrides,
+    }
+    return {name: value for name, value in claims.items() if value is not None}

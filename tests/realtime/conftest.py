@@ -15,6 +15,7 @@ from rewards.models import OutboxEvent
 from rewards.notifications import GROUP_MESSAGE_TYPE, frame, member_group
 from rewards.outbox import outbox_write
 from rewards.services import member_token_issue
+from tests.factories import member_claims
 
 
 @pytest.fixture(autouse=True)
@@ -30,17 +31,7 @@ def token_for(member) -> str:
 
 def forged_token(member, *, algorithm: str = "HS256", key: str | None = None, **overrides) -> str:
     """A member token signed (or not, with algorithm "none") as the caller says."""
-    now = int(time.time())
-    claims = {
-        "iss": settings.MEMBER_TOKEN_ISSUER,
-        "aud": settings.MEMBER_TOKEN_AUDIENCE,
-        "sub": str(member.pk),
-        "tid": str(member.tenant_id),
-        "iat": now,
-        "exp": now + 600,
-        "jti": "forged",
-        **overrides,
-    }
+    claims = member_claims(member, **{"exp": int(time.time()) + 600, "jti": "forged", **overrides})
     return jwt.encode(claims, None if algorithm == "none" else (key or settings.MEMBER_TOKEN_SIGNING_KEY), algorithm)
 
 

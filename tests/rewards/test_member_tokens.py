@@ -15,26 +15,14 @@ from rewards import services
 from rewards.models import Member
 from rewards.tokens import ALGORITHM, member_token_decode, member_token_encode
 from tests.core.shapes import assert_error
-from tests.factories import MemberFactory
+from tests.factories import MemberFactory, member_claims
 
 pytestmark = pytest.mark.django_db
 
 OTHER_SIGNING_KEY = "another-signing-key-that-is-long-enough-for-hs256"
 
 
-def claims_for(member, **overrides) -> dict:
-    now = int(time.time())
-    claims = {
-        "iss": settings.MEMBER_TOKEN_ISSUER,
-        "aud": settings.MEMBER_TOKEN_AUDIENCE,
-        "sub": str(member.pk),
-        "tid": str(member.tenant_id),
-        "iat": now,
-        "exp": now + 300,
-        "jti": uuid.uuid4().hex,
-    }
-    claims.update(overrides)
-    return {name: value for name, value in claims.items() if value is not None}
+claims_for = member_claims
 
 
 def forge(member, *, key: str | None = None, **overrides) -> str:

@@ -19,7 +19,7 @@ from rewards.models import Member
 from rewards.services import member_token_issue, member_update
 from tenants.models import Tenant
 from tests.core.shapes import assert_error
-from tests.factories import MemberFactory
+from tests.factories import MemberFactory, member_claims
 
 ME = "/api/v1/me"
 
@@ -29,22 +29,7 @@ def _b64(data: bytes) -> str:
 
 
 def _claims(member, **overrides) -> dict:
-    now = int(time.time())
-    claims = {
-        "iss": settings.MEMBER_TOKEN_ISSUER,
-        "aud": settings.MEMBER_TOKEN_AUDIENCE,
-        "sub": str(member.pk),
-        "tid": str(member.tenant_id),
-        "iat": now,
-        "exp": now + 600,
-        "jti": "forged",
-    }
-    for name, value in overrides.items():
-        if value is None:
-            claims.pop(name, None)
-        else:
-            claims[name] = value
-    return claims
+    return member_claims(member, **{"exp": int(time.time()) + 600, **overrides})
 
 
 def _signed(claims: dict, *, key=None, algorithm: str = "HS256") -> str:
