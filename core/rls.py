@@ -91,7 +91,11 @@ def rls_sync(**_signal_kwargs) -> None:
             END $$
             """
         )
-        cursor.execute(f"GRANT {role} TO CURRENT_USER")
+        # The connecting role switches to it; granted only when it is not already a member (a
+        # deployment's DBA grants it once: docs/deployment.md).
+        cursor.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", [settings.DATABASE_APP_ROLE])
+        if not cursor.fetchone()[0]:
+            cursor.execute(f"GRANT {role} TO CURRENT_USER")
         cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
         cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
         cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
