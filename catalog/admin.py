@@ -32,7 +32,7 @@ from catalog.exceptions import StaleVersion
 from catalog.models import Category, Item, Partner, StockMovement
 from catalog.resources import ItemResource
 from core.admin_scoping import TenantScopedAdminMixin
-from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin, TenantExportMixin
 from core.exceptions import DomainError
 from core.roles import PROGRAM_ROLES
 from rewards import contributions
@@ -276,7 +276,8 @@ class StockTrackForm(forms.Form):
 
 
 @admin.register(Item)
-class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+class ItemAdmin(TenantExportMixin, ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    export_file_prefix = "catalog"
     add_roles = change_roles = PROGRAM_ROLES
     form = ItemForm
     formfield_overrides = {
@@ -473,17 +474,6 @@ class ItemAdmin(ImportExportMixin, ServiceFormAdminMixin, TenantScopedAdminMixin
 
     def get_import_resource_kwargs(self, request, **kwargs):
         return {"tenant": self.request_tenant(request), "actor": _operator_label(request)}
-
-    def get_export_resource_kwargs(self, request, **kwargs):
-        return {"tenant": self.request_tenant(request)}
-
-    def get_export_filename(self, request, queryset, file_format):
-        tenant = self.request_tenant(request)
-        return (
-            super()
-            .get_export_filename(request, queryset, file_format)
-            .replace("Item-", f"catalog-{tenant.slug if tenant else 'all'}-", 1)
-        )
 
     # Stock -------------------------------------------------------------------------------
 

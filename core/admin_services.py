@@ -115,3 +115,22 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class TenantExportMixin:
+    """CSV export (django-import-export) of the operator's own tenant: the resource is given
+    the tenant, and the file is named `<export_file_prefix>-<tenant slug>-<date>`. Put it
+    before ImportExportMixin, with TenantScopedAdminMixin (for `request_tenant`)."""
+
+    export_file_prefix = ""
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {"tenant": self.request_tenant(request)}
+
+    def get_export_filename(self, request, queryset, file_format):
+        tenant = self.request_tenant(request)
+        return (
+            super()
+            .get_export_filename(request, queryset, file_format)
+            .replace(f"{self.opts.object_name}-", f"{self.export_file_prefix}-{tenant.slug if tenant else 'all'}-", 1)
+        )

@@ -15,7 +15,7 @@ from import_export.formats.base_formats import CSV
 from import_export.forms import ConfirmImportForm, ImportForm
 
 from core.admin_scoping import TenantScopedAdminMixin, adopt_saved, is_platform_staff
-from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
+from core.admin_services import ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin, TenantExportMixin
 from core.exceptions import DomainError
 from core.roles import OPERATIONS_ROLES, PROGRAM_ROLES
 from rewards import categories, credit, selectors, services
@@ -70,7 +70,8 @@ class MemberConfirmImportForm(ConfirmImportForm):
 
 
 @admin.register(Member)
-class MemberAdmin(ImportExportMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+class MemberAdmin(TenantExportMixin, ImportExportMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    export_file_prefix = "members"
     add_roles = change_roles = OPERATIONS_ROLES
 
     list_display = ("external_ref", "tenant", "status", "balance", "created_at")
@@ -155,17 +156,6 @@ class MemberAdmin(ImportExportMixin, TenantScopedAdminMixin, admin.ModelAdmin):
             )
             return HttpResponseRedirect(reverse(f"{self.admin_site.name}:rewards_member_import"))
         return super().process_result(result, request)
-
-    def get_export_resource_kwargs(self, request, **kwargs):
-        return {"tenant": self.request_tenant(request)}
-
-    def get_export_filename(self, request, queryset, file_format):
-        tenant = self.request_tenant(request)
-        return (
-            super()
-            .get_export_filename(request, queryset, file_format)
-            .replace("Member-", f"members-{tenant.slug if tenant else 'all'}-", 1)
-        )
 
     def has_adjust_permission(self, request, obj=None) -> bool:
         return self.role_allows(request, OPERATIONS_ROLES) and self.in_scope(request, obj)
