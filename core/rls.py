@@ -16,10 +16,18 @@ Who is walled in:
   (`tenant_scope_enter`), and back when the response is done (`tenant_scope_middleware`).
   From then on, whatever the view's queries say, the database returns and accepts that
   tenant's rows only.
+- A Celery task says which it is (`ScopedTask`, every task's base): `tenant_of="app.Model"`
+  runs it narrowed to the tenant of the row its first argument names (`tenant_arg` names
+  another argument), and widened again when it returns or raises; `platform=True` is a
+  sweep over every tenant, which narrows each tenant's share of the work itself
+  (`tenant_scope`) where it does it one tenant at a time. A worker also resets its
+  connection to the platform before and after every task (`task_scope_reset`), so a task
+  never starts inside what another left behind.
+- The member WebSocket (rewards.consumers) reads the database narrowed to the member's tenant.
 - Everything else is a platform path and says so: the connection opens with
-  `app.tenant_id = '*'` (`DATABASES OPTIONS`), which tasks, management commands, platform
-  staff in the back office and the authentication lookups themselves (finding the tenant of
-  an API key) run under.
+  `app.tenant_id = '*'` (`DATABASES OPTIONS`), which platform tasks, management commands,
+  platform staff in the back office and the authentication lookups themselves (finding the
+  tenant of an API key) run under.
 
 In production the platform connects as a role that owns nothing (the deployment guide has the
 statements), so the wall holds for every path that narrows its session. Tests connect as the
@@ -27,17 +35,24 @@ owner, which RLS does not bind, and the tenant-bound requests still switch to th
 application role, so the whole API test suite runs behind the wall.
 """
 
+import inspect
 import logging
 import threading
+from contextlib import contextmanager
 
+from celery import Task
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
 
 logger = logging.getLogger(__name__)
 
 POLICY = "tenant_isolation"
 PLATFORM = "*"
+# A session naming no tenant: the application role sees no tenant's rows at all (a task whose
+# row is gone runs so, rather than as the platform).
+NOBODY = ""
 SETTING = "app.tenant_id"
 
 # What the wall costs a tenant-bound request: one statement narrowing its session, one
@@ -138,13 +153,128 @@ def tenant_scope_exit() -> None:
         return  # closed or replaced since: a new connection opens as the platform
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('role', 'none', false), set_config(%s, %s, false)", [SETTING, PLATFORM])
+            _reset(cursor)
     except DatabaseError:
         logger.warning("closing a connection whose tenant scope could not be reset")
         if not connection.in_atomic_block:
             connection.close()
     finally:
         _scope.connection = None
+
+
+def _reset(cursor) -> None:
+    cursor.execute("SELECT set_config('role', 'none', false), set_config(%s, %s, false)", [SETTING, PLATFORM])
+
+
+@contextmanager
+def tenant_scope(tenant_id):
+    """This connection narrowed to one tenant's rows (None: to no tenant's) for the block,
+    then back to what it was: the platform, or the tenant an enclosing scope named. Inside a
+    scope already narrowed to that tenant it changes nothing."""
+    if not enabled():
+        yield
+        return
+    target = NOBODY if tenant_id is None else str(tenant_id)
+    previous = tenant_scope_current()
+    if previous == target:
+        yield
+        return
+    tenant_scope_enter(target)
+    try:
+        yield
+    finally:
+        if previous is None:
+            tenant_scope_exit()
+        else:
+            tenant_scope_enter(previous)
+
+
+@contextmanager
+def platform_scope():
+    """Every tenant's rows for the block (an explicit platform path), then back to the tenant
+    the connection was narrowed to, if it was (a platform task run eagerly inside a request)."""
+    previous = tenant_scope_current()
+    if previous is None or not enabled():
+        yield
+        return
+    tenant_scope_exit()
+    try:
+        yield
+    finally:
+        tenant_scope_enter(previous)
+
+
+def tenant_scope_reset() -> None:
+    """Back to the platform, whatever this connection was left as, tracked or not (a worker,
+    between tasks). A connection that cannot be reset is closed: the next one opens as the
+    platform."""
+    _scope.tenant_id = None
+    _scope.connection = None
+    if not enabled() or connection.connection is None:
+        return
+    try:
+        with connection.cursor() as cursor:
+            _reset(cursor)
+    except DatabaseError:
+        logger.warning("closing a connection whose tenant scope could not be reset")
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def task_scope_reset(task=None, **_signal_kwargs) -> None:
+    """task_prerun and task_postrun (config.celery): a worker's task starts and ends as the
+    platform. A task run eagerly (in a request, a test, another task) is left to its caller's
+    scope and to `ScopedTask`."""
+    request = getattr(task, "request", None)
+    if getattr(request, "is_eager", False):
+        return
+    tenant_scope_reset()
+
+
+class ScopedTask(Task):
+    """The base of every task (config.celery): a task declares whose rows it works on.
+
+    - `tenant_of = "app_label.Model"`: the task works for one tenant, that of the row whose id
+      is its first argument (or the argument `tenant_arg`; `"tenants.Tenant"` takes the
+      tenant's own id). It runs narrowed to that tenant, and widened again when it returns or
+      raises; to no tenant at all when there is no such row. Run eagerly inside a session
+      already narrowed (a request), it stays inside that session's wall.
+    - `platform = True`: a sweep over every tenant (a relay, a reconciliation, a beat job); run
+      eagerly inside a narrowed session it is widened for its run.
+
+    A task declaring neither runs in whatever session it finds (Celery's own tasks); a test
+    checks that each of the project's tasks declares one.
+    """
+
+    platform: bool = False
+    tenant_of: str | None = None
+    tenant_arg: str | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.platform:
+            scope = platform_scope()
+        elif self.tenant_of and enabled() and tenant_scope_current() is None:
+            scope = tenant_scope(self.tenant_for(args, kwargs))
+        else:
+            return super().__call__(*args, **kwargs)
+        with scope:
+            return super().__call__(*args, **kwargs)
+
+    def tenant_for(self, args, kwargs) -> str | None:
+        """The tenant of the row the task's arguments name, looked up as the platform."""
+        signature = inspect.signature(self.run)
+        name = self.tenant_arg or next(iter(signature.parameters))
+        value = signature.bind_partial(*args, **kwargs).arguments.get(name)
+        if value is None:
+            return None
+        model = apps.get_model(self.tenant_of)
+        if model._meta.label == "tenants.Tenant":
+            return str(value)
+        try:
+            tenant_id = model._base_manager.filter(pk=value).values_list("tenant_id", flat=True).first()
+        except (ValidationError, ValueError, TypeError):
+            return None
+        return None if tenant_id is None else str(tenant_id)
 
 
 def operator_scope_middleware(get_response):

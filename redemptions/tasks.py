@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,
+    tenant_of="redemptions.Redemption",
 )
 def redemption_fulfil(self, redemption_id: str) -> str:
     """Move a redemption one step on (fulfil it, or refund it); retried with backoff while
@@ -48,7 +49,7 @@ def redemption_fulfil_soon(redemption, *, force: bool = False) -> None:
     transaction.on_commit(lambda: _send(redemption_id))
 
 
-@shared_task(name="redemptions.tasks.redemptions_reconcile", acks_late=True)
+@shared_task(name="redemptions.tasks.redemptions_reconcile", acks_late=True, platform=True)
 def redemptions_reconcile() -> int:
     """Queue the next step of every redemption that sat still too long (after a crash, a
     lost message, a partner outage): fulfilment resumes, failures get their refund."""

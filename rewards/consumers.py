@@ -6,6 +6,9 @@ first frame `{"type": "auth", "token": "..."}` within WEBSOCKET_AUTH_TIMEOUT. A 
 query string is never read (query strings end up in proxy logs). A refused or expired token
 closes the socket with 4401.
 
+The token is checked as the platform (finding the member, as the API's authentication does);
+every read the socket makes after that is narrowed to the member's tenant (core.rls).
+
 Once authenticated the socket joins the member's group and is sent `ready`, then the frames of
 rewards.notifications as the outbox relay publishes them. `{"type": "resume", "after": id}`
 replays what was missed after an event id; live frames arriving meanwhile are held back and
@@ -25,6 +28,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from core.rls import tenant_scope
 from rewards.authentication import member_token_authenticate
 from rewards.exceptions import NotificationNotFound
 from rewards.models import Member
@@ -160,9 +164,12 @@ class MemberNotificationConsumer(AsyncJsonWebsocketConsumer):
                 await self.release_held()
 
     async def replay_page(self, after: str) -> tuple[list[dict], int | None]:
-        return await database_sync_to_async(member_notification_page)(
-            member=self.member, after=after, limit=REPLAY_PAGE_SIZE
-        )
+        return await database_sync_to_async(self.member_notification_page)(after=after, limit=REPLAY_PAGE_SIZE)
+
+    def member_notification_page(self, **kwargs) -> tuple[list[dict], int | None]:
+        # Walled in to the member's tenant by row-level security, as the member's API calls are.
+        with tenant_scope(self.member.tenant_id):
+            return member_notification_page(member=self.member, **kwargs)
 
     async def release_held(self) -> None:
         """Send the live frames held during a replay, in order, skipping what was replayed."""

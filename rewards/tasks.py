@@ -21,7 +21,7 @@ from rewards.relay import outbox_relay  # noqa: F401 - the relay's task lives wi
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, platform=True)
 def lots_due_process() -> dict:
     """Find members with pending points to release or lapsed points to expire, fan out."""
     now = timezone.now()
@@ -34,25 +34,25 @@ def lots_due_process() -> dict:
     return {"release": len(release), "expire": len(expire)}
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5, tenant_of="rewards.Member")
 def member_pending_release_task(member_id: str) -> int:
     member = Member.objects.select_related("tenant").get(pk=member_id)
     return member_pending_release(member=member, now=timezone.now())
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5, tenant_of="rewards.Member")
 def member_points_expire_task(member_id: str) -> int:
     member = Member.objects.select_related("tenant").get(pk=member_id)
     return member_points_expire(member=member, now=timezone.now())
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, platform=True)
 def credit_purchases_reconcile_task(purchase_ids: list[str] | None = None) -> dict:
     """Settle credit purchases the gateway did not answer in time (beat: every minute)."""
     return credit_purchases_reconcile(purchase_ids=purchase_ids)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, platform=True)
 def points_expiring_notify() -> int:
     """Tell members about points that expire soon (beat: hourly); each lot once."""
     now, within = timezone.now(), timedelta(days=settings.POINTS_EXPIRING_NOTICE_DAYS)
@@ -62,7 +62,7 @@ def points_expiring_notify() -> int:
     return len(members)
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5, tenant_of="rewards.Member")
 def member_expiry_notice_task(member_id: str) -> int:
     member = Member.objects.select_related("tenant").get(pk=member_id)
     return member_expiry_notice(

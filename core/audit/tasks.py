@@ -28,7 +28,7 @@ def audit_log_purge(*, retention_days: int, batch_size: int = PURGE_BATCH_SIZE) 
         deleted += count
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, platform=True)
 def audit_log_retention_apply() -> int:
     """Safe to run twice: a second run finds nothing older than the cutoff left."""
     return audit_log_purge(retention_days=settings.AUDIT_LOG_RETENTION_DAYS)
