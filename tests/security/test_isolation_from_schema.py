@@ -374,24 +374,24 @@ def test_another_tenants_ids_in_the_path_are_not_found(op, worlds, callers):
     assert tenant_snapshot(worlds.b.tenant) == before
 
     # and the same call with A's own ids reaches A's object, so the 404 above is the tenant wall:
-    # the caller the operation is for was told 404, as for an object that does not exist
+    # each caller the operation is for (the member app first: it may do less, and a delete by
+    # the backend would leave it nothing to find) was told 404, as for an object that does not exist
     own = path_with(op, lambda slot: worlds.a)
     body = None if template is None else fill(template, worlds.a, worlds)
-    reached = {}
-    for name, client in callers.items():
-        response = call(client, op.method, own, body)
-        if response.status_code != 403:
-            reached[name] = response
-            break
-    assert reached, f"neither of A's callers may call {op.method.upper()} {own}"
-    ((name, response),) = reached.items()
-    assert response.status_code < 400 or response.status_code in REACHED, (
-        f"{name} {op.method.upper()} {own} with A's own ids: {describe(response)}"
-    )
-    assert leaks(response, worlds) == []
-    for (caller, path), answer in answers.items():
-        if caller == name:
-            assert answer.status_code == 404, f"{caller} {op.method.upper()} {path}: {describe(answer)}"
+    entitled = []
+    for name in reversed(callers):
+        response = call(callers[name], op.method, own, body)
+        if response.status_code == 403:
+            continue
+        assert response.status_code < 400 or response.status_code in REACHED or entitled, (
+            f"{name} {op.method.upper()} {own} with A's own ids: {describe(response)}"
+        )
+        assert leaks(response, worlds) == []
+        entitled.append(name)
+    assert entitled, f"neither of A's callers may call {op.method.upper()} {own}"
+    for (name, path), answer in answers.items():
+        if name in entitled:
+            assert answer.status_code == 404, f"{name} {op.method.upper()} {path}: {describe(answer)}"
 
 
 # Lists and collection writes ----------------------------------------------------------------
@@ -474,3 +474,76 @@ def test_a_raw_query_as_the_application_role_narrowed_to_a_sees_no_row_of_b(worl
         rls.tenant_scope_exit()
 
     assert {table: n for table, n in seen.items() if n} == {}
+
+
+# WebSocket groups ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sockets(worlds, db, settings, monkeypatch):
+    """The member socket in-process on the in-memory channel layer, reading the module's rows:
+    the consumer's database calls run on this thread's connection, which must stay open."""
+    import channels.db
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
+
+
+def test_a_member_socket_of_a_cannot_join_or_hear_another_tenants_groups(worlds, sockets):
+    from channels.layers import get_channel_layer
+
+    from rewards.notifications import GROUP_MESSAGE_TYPE, frame, member_group
+    from tests.realtime.conftest import connected, group_send, points_events, run
+
+    b_member, twin = worlds.b.member, worlds.b_twin  # the twin has A's memberRef, in B
+    (b_event,) = points_events(b_member, 1)
+    (twin_event,) = points_events(twin, 1)
+    (own_event,) = points_events(worlds.a.member, 1)
+    b_groups = [
+        member_group(b_member.tenant_id, b_member.external_ref),
+        member_group(twin.tenant_id, twin.external_ref),
+    ]
+
+    async def scenario():
+        ws = await connected(worlds.a.member_token)
+        # asking by any frame to join B's groups, or to replay B's events, is refused
+        for group in b_groups:
+            for kind in ("subscribe", "join", "group_add"):
+                await ws.send_json_to({"type": kind, "group": group, "tenantId": str(worlds.b.tenant.pk)})
+                refused = await ws.receive_json_from()
+                assert (refused["type"], refused["code"]) == ("error", "unknown_frame"), refused
+        for event in (b_event, twin_event):
+            await ws.send_json_to({"type": "resume", "after": str(event.event_id)})
+            refused = await ws.receive_json_from()
+            assert (refused["code"], refused["field"]) == ("notification_not_found", "after"), refused
+
+        # what B's groups are sent never reaches A's socket: the first frame it gets is its own,
+        # sent after them
+        layer = get_channel_layer()
+        for event, group in ((b_event, b_groups[0]), (twin_event, b_groups[1])):
+            await layer.group_send(group, {"type": GROUP_MESSAGE_TYPE, "frame": frame(event), "position": 1})
+        await group_send(worlds.a.member, own_event)
+        received = await ws.receive_json_from(timeout=30)
+        assert received["eventId"] == str(own_event.event_id), received
+        await ws.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("claims", ["A's tenant, B's member", "B's tenant, A's member"])
+def test_a_token_naming_a_member_of_another_tenant_is_refused_on_the_socket(claims, worlds, sockets):
+    from tests.realtime.conftest import closed_with, communicator, forged_token, run
+
+    # a token signed with the platform's key whose tenant and member are not of one tenant
+    if claims == "A's tenant, B's member":
+        token = forged_token(worlds.b.member, tid=str(worlds.a.tenant.pk))
+    else:
+        token = forged_token(worlds.a.member, tid=str(worlds.b.tenant.pk))
+
+    async def scenario():
+        ws = communicator(token=token)
+        assert await ws.connect() == (True, "bearer")
+        assert await closed_with(ws) == 4401
+        await ws.disconnect()
+
+    run(scenario)
