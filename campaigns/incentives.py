@@ -294,6 +294,21 @@ def _quest_advance(*, tenant: Tenant, member: Member, campaign: CampaignRule, ev
     return True, ""
 
 
+def _evaluate_without_writes(
+    *, tenant: Tenant, event: dict, context: IncentiveContext, campaign: CampaignRule, facts, cohorts, ignore_status
+) -> Decision:
+    """The part of a campaign's evaluation that reads only: time, cohort, conditions and the
+    reward. "issued" here means it would go on to spend (quest, caps, budget, coupon)."""
+    at = event["occurred_at"]
+    if not ignore_status and not (campaign.live_at(context.now) and campaign.live_at(at)):
+        return Decision(campaign, "not_live", "The campaign is not running at this time.")
+    if campaign.cohort_id and campaign.cohort_id not in cohorts:
+        return Decision(campaign, "not_in_cohort", f"The member is not in cohort {campaign.cohort_code!r}.")
+    if "conditions" in campaign.rule and not condition_evaluate(campaign.rule["conditions"], facts):
+        return Decision(campaign, "conditions_not_met", "The event or member does not meet the conditions.")
+    return _reward_for(campaign, tenant=tenant, event=event, base_points=context.base_points)
+
+
 def _evaluate(
     *,
     tenant: Tenant,
@@ -307,14 +322,15 @@ def _evaluate(
 ) -> Decision:
     """Whether and what one campaign gives for this event. Spends budget and caps, takes a
     coupon and records quest progress (all in the caller's transaction)."""
-    at = event["occurred_at"]
-    if not ignore_status and not (campaign.live_at(context.now) and campaign.live_at(at)):
-        return Decision(campaign, "not_live", "The campaign is not running at this time.")
-    if campaign.cohort_id and campaign.cohort_id not in cohorts:
-        return Decision(campaign, "not_in_cohort", f"The member is not in cohort {campaign.cohort_code!r}.")
-    if "conditions" in campaign.rule and not condition_evaluate(campaign.rule["conditions"], facts):
-        return Decision(campaign, "conditions_not_met", "The event or member does not meet the conditions.")
-    decision = _reward_for(campaign, tenant=tenant, event=event, base_points=context.base_points)
+    decision = _evaluate_without_writes(
+        tenant=tenant,
+        event=event,
+        context=context,
+        campaign=campaign,
+        facts=facts,
+        cohorts=cohorts,
+        ignore_status=ignore_status,
+    )
     if decision.outcome != "issued":
         return decision
     if campaign.type == Campaign.Type.QUEST:
@@ -505,6 +521,41 @@ def incentives_provide(tenant: Tenant, member: Member, event: dict, context: Inc
                 points=decision.points, source=f"campaign:{decision.campaign.id}", explanation=explained, settle=settle
             )
         )
+    return incentives
+
+
+def incentives_preview(tenant: Tenant, member: Member, event: dict, context: IncentiveContext):
+    """What `incentives_provide` would answer, when no campaign would issue anything: the
+    decisions, computed without a write. None when one would issue (then only
+    `incentives_provide` may answer, as it spends). The set-based batch path asks this first."""
+    campaigns = [
+        c for c in active_campaigns_get(tenant=tenant) if c.triggered_by(event["type"], event.get("action_code"))
+    ]
+    if not campaigns:
+        return []
+    cohorts = _cohorts_of(member) if any(_reads_cohorts(c) for c in campaigns) else {}
+    facts = _facts(tenant=tenant, member=member, event=event, cohorts=cohorts, tier=context.tier)
+    exclusive = [c for c in campaigns if c.stacking == Campaign.Stacking.EXCLUSIVE]
+    stackable = [c for c in campaigns if c.stacking != Campaign.Stacking.EXCLUSIVE]
+    decisions = []
+    for campaign in exclusive + stackable:  # the order `_decide` evaluates them in
+        decision = _evaluate_without_writes(
+            tenant=tenant,
+            event=event,
+            context=context,
+            campaign=campaign,
+            facts=facts,
+            cohorts=cohorts,
+            ignore_status=False,
+        )
+        if decision.outcome == "issued":
+            return None
+        decisions.append(decision)
+    incentives = []
+    for decision in decisions:
+        INCENTIVES.labels(type=decision.reward_type or "-", outcome=decision.outcome).inc()
+        source = f"campaign:{decision.campaign.id}"
+        incentives.append(EngineIncentive(points=0, source=source, explanation=decision.explain()))
     return incentives
 
 

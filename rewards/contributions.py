@@ -91,12 +91,21 @@ TierLadderProvider = Callable[[Any], list[str]]  # (tenant) -> tier codes, lowes
 TierBatchProvider = Callable[[Any, list], dict]  # (tenant, members) -> {member pk: TierContext}
 IncentiveProvider = Callable[[Any, Any, dict, IncentiveContext], list[Incentive]]
 PointsListener = Callable[[PointsChange], None]
+# (tenant, member, event, context) -> what the provider would give, if it gives nothing and
+# writes nothing for this event; None when it would (only the provider itself may then answer).
+IncentivePreview = Callable[[Any, Any, dict, IncentiveContext], "list[Incentive] | None"]
+# (tenant, members, now) -> {member pk: points the member may still earn before something
+# happens at once (an upgrade), None for nothing}; a member missing is never set-based.
+PointsHeadroom = Callable[[Any, list, datetime], dict]
+BatchPointsListener = Callable[[Any, list], None]  # (tenant, [PointsChange]) for many earnings at once
 RefundListener = Callable[[RefundContext], list[dict]]  # -> what it reversed, for the explanation
 
 _tier_provider: TierProvider | None = None
 _tier_batch_provider: "TierBatchProvider | None" = None
 _tier_ladder_provider: TierLadderProvider | None = None
 _incentive_providers: list[IncentiveProvider] = []
+_incentive_previews: dict[IncentiveProvider, IncentivePreview] = {}
+_batch_forms: dict[PointsListener, tuple[BatchPointsListener, PointsHeadroom]] = {}
 _action_catalog: Callable[[Any], list[str]] | None = None
 _listeners: list[PointsListener] = []
 _refund_listeners: list[RefundListener] = []
@@ -116,9 +125,13 @@ def register_tier_ladder(provider: TierLadderProvider) -> None:
     _tier_ladder_provider = provider
 
 
-def register_incentive_provider(provider: IncentiveProvider) -> None:
+def register_incentive_provider(provider: IncentiveProvider, preview: IncentivePreview | None = None) -> None:
+    """`preview`, if given, answers without writing for events the provider gives nothing:
+    the set-based batch path applies those without the provider's per-event writes."""
     if provider not in _incentive_providers:
         _incentive_providers.append(provider)
+    if preview is not None:
+        _incentive_previews[provider] = preview
 
 
 def register_action_catalog(provider: Callable[[Any], list[str]]) -> None:
@@ -132,9 +145,17 @@ def action_codes(tenant) -> list[str]:
     return list(_action_catalog(tenant)) if _action_catalog is not None else []
 
 
-def register_points_listener(listener: PointsListener) -> None:
+def register_points_listener(
+    listener: PointsListener, batch: BatchPointsListener | None = None, headroom: PointsHeadroom | None = None
+) -> None:
+    """`batch(tenant, changes)`, with `headroom`, is the listener's set-based form: it does
+    for many earnings what `listener` does for one, for members whose earnings stay within
+    the points `headroom(tenant, members, now)` gives them (an upgrade, say, is left to
+    `listener`). Without it, the set-based batch path is not used."""
     if listener not in _listeners:
         _listeners.append(listener)
+    if batch is not None and headroom is not None:
+        _batch_forms[listener] = (batch, headroom)
 
 
 def register_refund_listener(listener: RefundListener) -> None:
@@ -189,6 +210,43 @@ def tiers_reached(tenant, member) -> list[str]:
 
 def incentives_for(tenant, member, event: dict, context: IncentiveContext) -> list[Incentive]:
     return [incentive for provider in _incentive_providers for incentive in provider(tenant, member, event, context)]
+
+
+def incentives_preview(tenant, member, event: dict, context: IncentiveContext) -> list[Incentive] | None:
+    """Every provider's answer without writes, or None when one of them would write (or has
+    no preview): then the event must go through `incentives_for`."""
+    found = []
+    for provider in _incentive_providers:
+        preview = _incentive_previews.get(provider)
+        answer = preview(tenant, member, event, context) if preview is not None else None
+        if answer is None:
+            return None
+        found += answer
+    return found
+
+
+def batch_points_ready() -> bool:
+    """Whether every points listener has a set-based form."""
+    return all(listener in _batch_forms for listener in _listeners)
+
+
+def points_headroom(tenant, members: list, now: datetime) -> dict:
+    """{member pk: points the member may earn in a batch before a listener must act at once
+    (None: no bound)}; a member left out may not be earned for set-based."""
+    headroom: dict = {member.pk: None for member in members}
+    for _batch, bound in _batch_forms.values():
+        found = bound(tenant, members, now)
+        for pk in list(headroom):
+            if pk not in found:
+                del headroom[pk]
+            elif found[pk] is not None:
+                headroom[pk] = found[pk] if headroom[pk] is None else min(headroom[pk], found[pk])
+    return headroom
+
+
+def points_changed_batch(tenant, changes: list[PointsChange]) -> None:
+    for batch, _bound in _batch_forms.values():
+        batch(tenant, changes)
 
 
 def refund_applied(context: RefundContext) -> list[dict]:

@@ -32,6 +32,7 @@ from rewards.contributions import (
     RefundContext,
     TierContext,
     incentives_for,
+    incentives_preview,
     points_changed,
     refund_applied,
     tier_for,
@@ -108,42 +109,62 @@ def event_ingest(*, tenant: Tenant, event: dict, dry_run: bool = False) -> Event
     grants: list[Grant] = []
     try:
         with transaction.atomic():
-            inbox = InboundEvent(
-                tenant=tenant,
-                event_id=event["event_id"],
-                type=event["type"],
-                member_ref=event.get("member_ref") or "",
-                occurred_at=event["occurred_at"],
-                payload=event,
-                payload_hash=digest,
-                status=InboundEvent.Status.APPLIED,
-                amount=event.get("amount"),
-            )
+            inbox = inbox_new(tenant=tenant, event=event, digest=digest)
             if not _inbox_claim(inbox):
                 existing = InboundEvent.objects.get(tenant=tenant, event_id=event["event_id"])
                 if existing.payload_hash != digest:
                     raise EventConflict(field="eventId") from None
                 EVENTS.labels(type=event["type"], outcome="duplicate").inc()
                 return _outcome(existing, replayed=True)
-            try:
-                result = _handle(tenant=tenant, inbox=inbox, event=event, grants=grants)
-            except DomainError as exc:
-                for grant in grants:
-                    limits_release(grant=grant)
-                grants.clear()
-                inbox.status = InboundEvent.Status.REJECTED
-                result = {
-                    "status_code": exc.status_code,
-                    "error": {"code": exc.code, "detail": exc.message, "attr": camel(exc.field) if exc.field else None},
-                }
-            inbox.result = result
-            inbox.save(update_fields=["status", "result", "points", "original", "member_ref", "amount"])
+            _apply_claimed(tenant=tenant, inbox=inbox, event=event, grants=grants)
     except BaseException:
         for grant in grants:
             limits_release(grant=grant)
         raise
     EVENTS.labels(type=event["type"], outcome=inbox.status.lower()).inc()
     return _outcome(inbox, replayed=False)
+
+
+def inbox_new(*, tenant: Tenant, event: dict, digest: str) -> InboundEvent:
+    """The event's inbox row, not saved: applied until its handler says otherwise."""
+    return InboundEvent(
+        tenant=tenant,
+        event_id=event["event_id"],
+        type=event["type"],
+        member_ref=event.get("member_ref") or "",
+        occurred_at=event["occurred_at"],
+        payload=event,
+        payload_hash=digest,
+        status=InboundEvent.Status.APPLIED,
+        amount=event.get("amount"),
+    )
+
+
+class SlowLane(Exception):
+    """Raised by the set-based batch path (`rewards.batch`) before it writes anything, for an
+    event it cannot apply with the batch's shared writes: the event is applied on its own."""
+
+
+def _apply_claimed(*, tenant: Tenant, inbox: InboundEvent, event: dict, grants: list[Grant]) -> None:
+    """Apply an event whose inbox row this transaction just inserted, and store its result:
+    applied, or refused (REJECTED, with the error, its changes rolled back)."""
+    try:
+        result = _handle(tenant=tenant, inbox=inbox, event=event, grants=grants)
+    except DomainError as exc:
+        for grant in grants:
+            limits_release(grant=grant)
+        grants.clear()
+        inbox.status = InboundEvent.Status.REJECTED
+        result = _rejection(exc)
+    inbox.result = result
+    inbox.save(update_fields=["status", "result", "points", "original", "member_ref", "amount"])
+
+
+def _rejection(exc: DomainError) -> dict:
+    return {
+        "status_code": exc.status_code,
+        "error": {"code": exc.code, "detail": exc.message, "attr": camel(exc.field) if exc.field else None},
+    }
 
 
 def _inbox_claim(inbox: InboundEvent) -> bool:
@@ -279,7 +300,9 @@ def _period_start(tenant: Tenant, at: datetime, period: str) -> date:
     return day
 
 
-def _snapshot(*, tenant: Tenant, member: Member, tier: TierContext, lines, occurred_at, now: datetime) -> Snapshot:
+def _snapshot(
+    *, tenant: Tenant, member: Member, tier: TierContext, lines, occurred_at, now: datetime, batch=None
+) -> Snapshot:
     config = category_config_get(tenant=tenant)
     snapshot = Snapshot(
         earn_rate=tenant.earn_rate,
@@ -299,6 +322,8 @@ def _snapshot(*, tenant: Tenant, member: Member, tier: TierContext, lines, occur
     capped = [m for m in used if m is not None and m.cap_points is not None and m.cap_period]
     if not capped:
         return snapshot
+    if batch is not None:
+        raise SlowLane("a capped multiplier: its usage is read and written per event")
     cap_used = {rule.id: 0 for rule in capped}
     periods = {rule.id: _period_start(tenant, now, rule.cap_period) for rule in capped}
     rows = MultiplierUsage.objects.filter(
@@ -347,12 +372,16 @@ def _award(
     base_points: int = 0,
     incentives: tuple = (),
     account: Account | None = None,
+    batch=None,
 ) -> dict:
     """Check the limits and credit what they allow: pending first if the tenant holds points.
     When the limits cut the award, the base points are credited first, then the incentives
     in order; each incentive's provider is told what it actually got."""
     grant = limits_grant(tenant=tenant, member=member, points=points, at=now, peek=dry_run)
     grants.append(grant)
+    if batch is not None and grant.source == "database":
+        # Counted from the ledger, which lacks the batch's points not yet written.
+        raise SlowLane("limits checked in the database")
     awarded = grant.granted
     explanation = {
         **explanation,
@@ -372,6 +401,14 @@ def _award(
     inbox.points = awarded
     if awarded <= 0 or dry_run:
         _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=None)
+        return result
+    if batch is not None:
+        transfer_id = batch.credit(
+            member=member, account=account, points=awarded, inbox=inbox, explanation=explanation, now=now
+        )
+        POINTS_AWARDED.inc(awarded)
+        result["transfer_id"] = transfer_id
+        _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=transfer_id)
         return result
     if pending or account is None:
         account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
@@ -423,32 +460,38 @@ def _incentives_settle(incentives, *, awarded: int, base_points: int, transfer_i
             incentive.settle(given, transfer_id)
 
 
-def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhausted=frozenset()) -> dict:
+def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhausted=frozenset(), batch=None) -> dict:
+    """A purchase. `batch` (rewards.batch) supplies the member, locked account and tier it read
+    for the whole batch, and takes the ledger writes to make them with the batch's."""
     if event["currency"] != tenant.currency:
         raise CurrencyMismatch(field="currency")
-    member, account = _member_and_account_lock(tenant=tenant, member_ref=event["member_ref"], dry_run=dry_run)
+    if batch is not None:
+        member, account, tier = batch.member_state(event["member_ref"])
+    else:
+        member, account = _member_and_account_lock(tenant=tenant, member_ref=event["member_ref"], dry_run=dry_run)
     if not member.is_active:
         raise Unprocessable("The member is not active.", field="memberRef", code="member_inactive")
     now = timezone.now()
-    tier = tier_for(tenant, member)  # read once: the snapshot and the campaigns' conditions share it
+    if batch is None:
+        tier = tier_for(tenant, member)  # read once: the snapshot and the campaigns' conditions share it
     lines = event_lines(
         amount=event["amount"], category=event.get("category"), mcc=event.get("mcc"), line_items=event.get("line_items")
     )
     snapshot = _snapshot(
-        tenant=tenant, member=member, tier=tier, lines=lines, occurred_at=event["occurred_at"], now=now
+        tenant=tenant, member=member, tier=tier, lines=lines, occurred_at=event["occurred_at"], now=now, batch=batch
     )
     base = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     # Campaigns see what the purchase earns on its own (a "double points" campaign doubles it).
-    incentives = tuple(
-        incentives_for(
-            tenant,
-            member,
-            event,
-            IncentiveContext(
-                base_points=base.explanation["basePoints"], now=now, dry_run=dry_run, tier=tier, exhausted=exhausted
-            ),
-        )
+    context = IncentiveContext(
+        base_points=base.explanation["basePoints"], now=now, dry_run=dry_run, tier=tier, exhausted=exhausted
     )
+    if batch is not None:
+        previewed = incentives_preview(tenant, member, event, context)
+        if previewed is None:
+            raise SlowLane("a campaign gives something: it writes per event")
+        incentives = tuple(previewed)
+    else:
+        incentives = tuple(incentives_for(tenant, member, event, context))
     snapshot = replace(snapshot, incentives=incentives)
     calc = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     if not dry_run:
@@ -465,6 +508,7 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhaust
         base_points=base.points,
         incentives=incentives,
         account=account,
+        batch=batch,
     )
 
 

@@ -249,6 +249,73 @@ def _grant_in_database(tenant, member, counters, requested: int) -> tuple[int, i
     return max(0, granted), binding
 
 
+def limits_preseed(*, tenant: Tenant, members: list[Member], at: datetime) -> int:
+    """Seed, for many members at once, the member counters that Redis does not hold yet (each
+    member's first earning of a period): one Redis round trip to find them, two queries per
+    period for their ledger sums, one to set them. Without it each would cost its member
+    three queries in `limits_grant`. A counter set meanwhile by someone else is left as it is
+    (SET NX), so the result is what `limits_grant` would have seeded. Returns how many."""
+    client = _redis()
+    if client is None or not members:
+        return 0
+    wanted: dict[str, tuple[Member, LimitCounter]] = {}
+    for member in members:
+        for counter in counters_for(tenant=tenant, member=member, at=at):
+            if counter.scope == "USER":
+                wanted[_redis_key(counter.key)] = (member, counter)
+    if not wanted:
+        return 0
+    try:
+        _drop_stale(client)
+        keys = list(wanted)
+        present = client.pipeline(transaction=False)
+        for key in keys:
+            present.exists(key)
+        missing = [key for key, found in zip(keys, present.execute(), strict=True) if not found]
+    except Exception as exc:  # noqa: BLE001 - limits_grant falls back event by event
+        logger.warning("limit preseed skipped: Redis failed", extra={"error": str(exc)})
+        return 0
+    periods: dict[tuple, list[str]] = {}
+    for key in missing:
+        counter = wanted[key][1]
+        periods.setdefault((counter.start, counter.end), []).append(key)
+    seeds: dict[str, int] = {}
+    for (start, end), keys in periods.items():
+        by_member = {wanted[key][0].pk: key for key in keys}
+        transfers = Transfer.objects.filter(tenant=tenant)
+        if start is not None:
+            transfers = transfers.filter(created_at__gte=start)
+        if end is not None:
+            transfers = transfers.filter(created_at__lt=end)
+        earned = dict(
+            transfers.filter(kind=Transfer.Kind.EARN, credit_account__member__in=list(by_member))
+            .values_list("credit_account__member")
+            .annotate(s=Sum("amount"))
+            .order_by()
+        )
+        reversed_ = dict(
+            transfers.filter(kind=Transfer.Kind.REVERSAL, debit_account__member__in=list(by_member))
+            .values_list("debit_account__member")
+            .annotate(s=Sum("amount"))
+            .order_by()
+        )
+        for member_pk, key in by_member.items():
+            seeds[key] = (earned.get(member_pk) or 0) - (reversed_.get(member_pk) or 0)
+    try:
+        setting = client.pipeline(transaction=False)
+        for key, seed in seeds.items():
+            end = wanted[key][1].end
+            if end is not None:
+                setting.set(key, seed, nx=True, pxat=int(end.timestamp() * 1000))
+            else:
+                setting.set(key, seed, nx=True)
+        setting.execute()
+    except Exception as exc:  # noqa: BLE001 - as above
+        logger.warning("limit preseed skipped: Redis failed", extra={"error": str(exc)})
+        return 0
+    return len(seeds)
+
+
 def limits_grant(*, tenant: Tenant, member: Member, points: int, at: datetime, peek: bool = False) -> Grant:
     """Grant up to `points` within every limit and count them (unless `peek`). Call inside
     the earning's transaction; if it rolls back, call `limits_release` with the grant."""

@@ -25,11 +25,11 @@ from rest_framework.exceptions import ParseError, ValidationError
 
 from core.api.casing import camel
 from core.api.parsers import CamelCaseJSONParser
-from core.exceptions import DomainError
 from rewards import contributions
 from rewards.api.events import event_validate
+from rewards.batch import events_apply
 from rewards.categories import category_config_get
-from rewards.earning import ACTION, TRANSACTION_CREATED, TRANSACTION_REFUNDED, event_ingest
+from rewards.earning import ACTION, TRANSACTION_CREATED, TRANSACTION_REFUNDED
 from rewards.management.commands.seed_demo import DEMO_SLUG
 from rewards.models import InboundEvent, Member
 from tenants.models import Tenant
@@ -113,22 +113,10 @@ def replay_tenant_get(*, slug: str) -> Tenant:
 
 
 def event_batch_ingest(*, tenant: Tenant, events: list[dict]) -> list[EventResult]:
-    """Apply validated events in order, one result per event.
-
-    The hook for set-based ingestion: today each event goes through `event_ingest` in its own
-    transaction, as `POST /api/v1/events:batch` does. A function that applies a whole batch at
-    once (one inbox insert, one ledger write...) replaces this body and nothing else, as long
-    as it keeps the contract: events applied in order, once per (tenant, eventId), one
-    EventResult each.
-    """
+    """Apply validated events in order, one result per event, through the set-based batch
+    path (`rewards.batch`): once per (tenant, eventId), as `POST /api/v1/events:batch` does."""
     results = []
-    for event in events:
-        try:
-            outcome = event_ingest(tenant=tenant, event=event)
-        except DomainError as exc:
-            # Refusals the engine does not store (an eventId reused for another event).
-            results.append(EventResult(REJECTED, (_error_text(exc.code, exc.message, exc.field),)))
-            continue
+    for outcome in events_apply(tenant=tenant, events=events):
         if outcome.replayed:
             results.append(EventResult(DUPLICATE))
         elif outcome.status_code < 300:

@@ -14,6 +14,10 @@ class TiersConfig(AppConfig):
 
         contributions.register_tier_provider(qualification.tier_context, batch=qualification.tier_contexts)
         contributions.register_tier_ladder(qualification.tier_ladder)
-        contributions.register_points_listener(qualification.points_changed)
+        contributions.register_points_listener(
+            qualification.points_changed,
+            batch=qualification.points_changed_batch,
+            headroom=qualification.points_headroom,
+        )
         contributions.register_member_created_listener(qualification.member_created)
         contributions.register_member_extension("tier", qualification.member_tier_summary)

@@ -249,6 +249,74 @@ def points_changed(change: PointsChange) -> None:
     )
 
 
+def points_headroom(tenant: Tenant, members: list[Member], now: datetime) -> dict:
+    """For the set-based batch path: {member pk: points the member may still earn with nothing
+    for `points_changed` to do but count them (None: no bound)}. Left out, so applied one by
+    one: members without an assignment row, or below their tier (the next earning may end or
+    start a grace period), when the tenant has tiers. Two queries for the whole batch."""
+    tiers = tier_list(tenant=tenant)
+    if not tiers:
+        return {member.pk: None for member in members}
+    policy = policy_cached(tenant)
+    by_pk = {tier.pk: tier for tier in tiers}
+    assignments = dict(
+        TierAssignment.objects.filter(member__in=members, below_since__isnull=True).values_list("member_id", "tier")
+    )
+    rows = QualifyingPoints.objects.filter(member__in=members)
+    start = _window_start(tenant, policy, now)
+    if start is not None:
+        rows = rows.filter(month__gte=start)
+    totals = dict(rows.values("member_id").annotate(total=Sum("points")).values_list("member_id", "total"))
+    headroom = {}
+    for member in members:
+        if member.pk not in assignments:
+            continue
+        current = by_pk.get(assignments[member.pk])
+        points = max(0, totals.get(member.pk) or 0)
+        if current is not None and points < current.min_points:
+            continue
+        higher = [tier.min_points for tier in tiers if _order(tier) > _order(current)]
+        headroom[member.pk] = min(higher) - points if higher else None
+    return headroom
+
+
+def points_changed_batch(tenant: Tenant, changes: list[PointsChange]) -> None:
+    """`points_changed` for many earnings at once, for members `points_headroom` cleared: each
+    change counted once, and the months' qualifying points added in one upsert."""
+    changes = [change for change in changes if change.points]
+    if not changes:
+        return
+    now = timezone.now()
+    processed = connection.ops.quote_name(ProcessedEvent._meta.db_table)
+    qualifying = connection.ops.quote_name(QualifyingPoints._meta.db_table)
+    keys = {f"{change.kind}:{change.event_id}"[:160]: change for change in changes}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {processed} (tenant_id, event_id, event_type, processed_at) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(keys))} "
+            "ON CONFLICT (tenant_id, event_id, event_type) DO NOTHING RETURNING event_id",
+            [v for key in keys for v in (_db_uuid(tenant.pk), key, ProcessedEvent.Type.EARNING, now)],
+        )
+        fresh = {row[0] for row in cursor.fetchall()}
+        months: dict[tuple, int] = {}
+        for key, change in keys.items():
+            if key in fresh:
+                month_key = (change.member.pk, _month_of(tenant, change.earned_at or now))
+                months[month_key] = months.get(month_key, 0) + change.points
+        if not months:
+            return
+        cursor.execute(
+            f"INSERT INTO {qualifying} (tenant_id, member_id, month, points) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(months))} "
+            f"ON CONFLICT (member_id, month) DO UPDATE SET points = {qualifying}.points + EXCLUDED.points",
+            [
+                v
+                for (member_pk, month), points in months.items()
+                for v in (_db_uuid(tenant.pk), _db_uuid(member_pk), month, points)
+            ],
+        )
+
+
 def _db_uuid(value):
     # Raw SQL takes a UUID as the backend stores it (SQLite: 32 hex digits, no dashes).
     return value if connection.vendor == "postgresql" else value.hex

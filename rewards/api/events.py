@@ -10,8 +10,8 @@ from rest_framework.response import Response
 from core.api.casing import camel
 from core.api.schema import domain_errors
 from core.api.views import TenantAPIView
-from core.exceptions import DomainError
 from core.validators import member_ref_validator
+from rewards.batch import events_apply
 from rewards.earning import (
     ACTION,
     MEMBER_CREATED,
@@ -187,27 +187,29 @@ class EventBatchApi(TenantAPIView):
     def post(self, request):
         batch = EventBatchSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
-        results, summary = [], {"applied": 0, "duplicate": 0, "rejected": 0, "invalid": 0}
+        summary = {"applied": 0, "duplicate": 0, "rejected": 0, "invalid": 0}
+        results: list[dict | None] = []
+        valid: list[tuple[int, dict]] = []
         for index, raw in enumerate(request.data["events"]):
-            item = {"index": index, "eventId": raw.get("event_id")}
             try:
-                event = event_validate(raw)
+                valid.append((index, event_validate(raw)))
+                results.append(None)
             except serializers.ValidationError as exc:
                 summary["invalid"] += 1
+                item = {"index": index, "eventId": raw.get("event_id")}
                 results.append({**item, "status": "invalid", "httpStatus": 400, "errors": _flatten(exc.detail)})
-                continue
-            try:
-                outcome = event_ingest(tenant=self.tenant, event=event)
-            except DomainError as exc:
-                # Refusals the engine does not store (an eventId reused for another event) are
-                # still this event's own result, not the batch's.
-                error = {"code": exc.code, "detail": exc.message, "attr": camel(exc.field) if exc.field else None}
-                outcome = EventOutcome(exc.status_code, {"type": "client_error", "errors": [error]}, replayed=False)
+        # The valid events in one set-based pass (rewards.batch), each with its own outcome.
+        outcomes = events_apply(tenant=self.tenant, events=[event for _, event in valid])
+        for (index, _event), outcome in zip(valid, outcomes, strict=True):
             outcome_status = "duplicate" if outcome.replayed else "applied" if outcome.status_code < 300 else "rejected"
             summary[outcome_status] += 1
-            results.append(
-                {**item, "status": outcome_status, "httpStatus": outcome.status_code, "result": outcome.body}
-            )
+            results[index] = {
+                "index": index,
+                "eventId": request.data["events"][index].get("event_id"),
+                "status": outcome_status,
+                "httpStatus": outcome.status_code,
+                "result": outcome.body,
+            }
         return Response({"results": results, "summary": summary}, status=status.HTTP_200_OK)
 
 
