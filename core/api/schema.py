@@ -1,3 +1,4 @@
+import copy
 import re
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
@@ -6,11 +7,14 @@ from rest_framework import serializers
 
 from core.api.casing import camel
 
+# core.idempotency: 1 to 255 characters, not all whitespace.
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"}
+
 IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     name="Idempotency-Key",
     location=OpenApiParameter.HEADER,
     required=False,
-    type=str,
+    type=IDEMPOTENCY_KEY_SCHEMA,
     description=(
         "Makes a retry safe: the same key with the same body replays the first response "
         "(`Idempotent-Replayed: true`); with another body it is a 422; while the first "
@@ -22,7 +26,7 @@ REQUIRED_IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     name=IDEMPOTENCY_KEY_HEADER.name,
     location=OpenApiParameter.HEADER,
     required=True,
-    type=str,
+    type=IDEMPOTENCY_KEY_SCHEMA,
     description=f"Required here (400 without it). {IDEMPOTENCY_KEY_HEADER.description}",
 )
 
@@ -33,9 +37,181 @@ RETRY_AFTER_HEADER = {
 }
 
 
+def _links(source_id: str, status: str, parameters: dict[str, str], targets: dict[str, str]):
+    links = {name: {"operationId": target, "parameters": parameters} for name, target in targets.items()}
+    return (source_id, status), links
+
+
+MEMBER_REF = {"member_ref": "$response.body#/memberRef"}
+ITEM_ID = {"item_id": "$response.body#/itemId"}
+CAMPAIGN_ID = {"campaign_id": "$response.body#/id"}
+WEBHOOK_ID = {"webhook_id": "$response.body#/webhookId"}
+
+# What a client can do next with what an operation answered: {(operationId, status): {link name:
+# OpenAPI link}}, each link naming the target operation and where its path parameters come from.
+# Published as the responses' `links`, which clients and the stateful API fuzzing
+# (tests/security/test_api_schemathesis_stateful.py) follow.
+RESPONSE_LINKS = dict(
+    [
+        _links(
+            "api_v1_members_create",
+            "201",
+            MEMBER_REF,
+            {
+                "GetMember": "api_v1_members_retrieve",
+                "UpdateMember": "api_v1_members_partial_update",
+                "DeleteMember": "api_v1_members_destroy",
+                "AdjustMemberPoints": "api_v1_members_adjustments_create",
+                "ListMemberTransfers": "api_v1_members_transfers_list",
+                "IssueMemberToken": "api_v1_members_token_create",
+                "ExportMember": "api_v1_members_export_retrieve",
+            },
+        ),
+        _links(
+            "api_v1_redemptions_create",
+            "201",
+            {"redemption_id": "$response.body#/redemptionId"},
+            {"GetRedemption": "api_v1_redemptions_retrieve", "CancelRedemption": "redemptions_cancel"},
+        ),
+        _links(
+            "campaigns_create",
+            "201",
+            CAMPAIGN_ID,
+            {
+                "GetCampaign": "campaigns_retrieve",
+                "UpdateCampaign": "campaigns_update",
+                "ActivateCampaign": "campaigns_activate",
+                "PauseCampaign": "campaigns_pause",
+                "EndCampaign": "campaigns_end",
+            },
+        ),
+        _links(
+            "campaigns_activate",
+            "200",
+            CAMPAIGN_ID,
+            {"GetCampaign": "campaigns_retrieve", "PauseCampaign": "campaigns_pause", "EndCampaign": "campaigns_end"},
+        ),
+        _links(
+            "cohorts_create",
+            "201",
+            {"cohort_id": "$response.body#/id"},
+            {
+                "GetCohort": "cohorts_retrieve",
+                "ListCohortRuns": "cohort_runs_list",
+                "RecomputeCohort": "cohorts_recompute",
+            },
+        ),
+        _links(
+            "api_v1_catalog_items_create",
+            "201",
+            ITEM_ID,
+            {
+                "GetCatalogItem": "api_v1_catalog_items_retrieve",
+                "ReplaceCatalogItem": "api_v1_catalog_items_update",
+                "UpdateCatalogItem": "api_v1_catalog_items_partial_update",
+                "DeleteCatalogItem": "api_v1_catalog_items_destroy",
+                "ListStockMovements": "api_v1_catalog_items_stock_movements_list",
+                "RecordStockMovement": "api_v1_catalog_items_stock_movements_create",
+            },
+        ),
+        _links(
+            "api_v1_catalog_categories_create",
+            "201",
+            {"code": "$response.body#/code"},
+            {
+                "GetCatalogCategory": "api_v1_catalog_categories_retrieve",
+                "UpdateCatalogCategory": "api_v1_catalog_categories_partial_update",
+            },
+        ),
+        _links(
+            "api_v1_categories_create",
+            "201",
+            {"code": "$response.body#/code"},
+            {
+                "GetCategory": "api_v1_categories_retrieve",
+                "UpdateCategory": "api_v1_categories_partial_update",
+                "ListMultipliers": "api_v1_categories_multipliers_list",
+                "AddMultiplier": "api_v1_categories_multipliers_create",
+            },
+        ),
+        _links(
+            "api_v1_categories_multipliers_create",
+            "201",
+            {"code": "$request.path.code", "multiplier_id": "$response.body#/id"},
+            {
+                "GetMultiplier": "api_v1_categories_multipliers_retrieve",
+                "UpdateMultiplier": "api_v1_categories_multipliers_partial_update",
+                "DeleteMultiplier": "api_v1_categories_multipliers_destroy",
+            },
+        ),
+        _links(
+            "coupon_pools_create", "201", {"code": "$response.body#/code"}, {"AddCouponCodes": "coupon_pools_codes_add"}
+        ),
+        _links(
+            "api_v1_credit_packages_create",
+            "201",
+            {"package_id": "$response.body#/id"},
+            {
+                "GetCreditPackage": "api_v1_credit_packages_retrieve",
+                "UpdateCreditPackage": "api_v1_credit_packages_partial_update",
+            },
+        ),
+        *(
+            _links(
+                "api_v1_credit_purchases_create",
+                status,
+                {"purchase_id": "$response.body#/id"},
+                {"GetCreditPurchase": "api_v1_credit_purchases_retrieve"},
+            )
+            for status in ("201", "202")
+        ),
+        _links(
+            "api_v1_tiers_create",
+            "201",
+            {"tier_id": "$response.body#/tierId"},
+            {
+                "GetTier": "api_v1_tiers_retrieve",
+                "ReplaceTier": "api_v1_tiers_update",
+                "UpdateTier": "api_v1_tiers_partial_update",
+            },
+        ),
+        _links(
+            "api_v1_webhooks_create",
+            "201",
+            WEBHOOK_ID,
+            {
+                "GetWebhook": "api_v1_webhooks_retrieve",
+                "UpdateWebhook": "api_v1_webhooks_partial_update",
+                "DeleteWebhook": "api_v1_webhooks_destroy",
+                "ListWebhookDeliveries": "api_v1_webhooks_deliveries_list",
+                "RotateWebhookSecret": "webhook_rotate_secret",
+                "ReplayWebhookDeadLetters": "webhook_replay_dead_letters",
+            },
+        ),
+        _links(
+            "api_v1_tenants_create",
+            "201",
+            {"tenant_id": "$response.body#/tenantId"},
+            {
+                "GetTenant": "api_v1_tenants_retrieve",
+                "ListTenantApiKeys": "api_v1_tenants_api_keys_list",
+                "IssueTenantApiKey": "api_v1_tenants_api_keys_create",
+                "GetTenantLimits": "api_v1_tenants_limits_retrieve",
+            },
+        ),
+        _links(
+            "api_v1_tenants_api_keys_create",
+            "201",
+            {"tenant_id": "$request.path.tenant_id", "key_id": "$response.body#/id"},
+            {"RevokeTenantApiKey": "tenant_api_key_revoke"},
+        ),
+    ]
+)
+
+
 class AutoSchema(StandardizedErrorsAutoSchema):
-    """Documents the standard error responses of every endpoint, and the 429 of the writes
-    that count against a rate limit (core/api/ratelimit.py)."""
+    """Documents the standard error responses of every endpoint, the 429 of the writes that
+    count against a rate limit (core/api/ratelimit.py), and the links of RESPONSE_LINKS."""
 
     def _get_response_bodies(self, direction="response"):
         from core.api.ratelimit import is_rate_limited, rate_limits_describe
@@ -48,6 +224,12 @@ class AutoSchema(StandardizedErrorsAutoSchema):
             )
             response["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
             responses["429"] = response
+        if direction == "response":
+            operation_id = self.get_operation_id()
+            for status, response in responses.items():
+                links = RESPONSE_LINKS.get((operation_id, status))
+                if links:
+                    response["links"] = copy.deepcopy(links)
         return responses
 
 

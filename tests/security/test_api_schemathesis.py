@@ -29,6 +29,8 @@ def in_process_app(db, settings):
     # Schemathesis' invalid-credential probes are failed HTTP Basic logins; the lockout after a
     # few of them (429) has its own tests and would hide what the probes are for.
     settings.AXES_ENABLED = False
+    # The invalid HTTP Basic probe hashes a password; the production hasher takes most of a second.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # As Django's test client does: the WSGI handler would otherwise close the connection that
     # holds the test's transaction at the end of each request.
     request_started.disconnect(close_old_connections)
