@@ -123,9 +123,13 @@ def engine_bench() -> None:
         batch_queries.append(len(captured.captured_queries))
     if not rates:
         return
+    from rewards.batch import BATCH_EVENTS
+
+    lanes = {lane: int(BATCH_EVENTS.labels(lane=lane)._value.get()) for lane in ("set", "single")}
     print(
         f"  events:batch of 500: median {statistics.median(rates):.0f} events/s "
-        f"({[round(r) for r in rates]}), queries per batch median {statistics.median(batch_queries)}"
+        f"({[round(r) for r in rates]}), queries per batch median {statistics.median(batch_queries)}; "
+        f"events set-based {lanes['set']}, on their own {lanes['single']} (a campaign gave, a tier moved...)"
     )
 
 

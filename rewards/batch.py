@@ -9,11 +9,16 @@ ledger writes to the batch instead of making them. The batch then writes every t
 and outbox event with one INSERT per table, every balance with one `UPDATE … FROM (VALUES …)`,
 the tiers' qualifying points with one upsert, and the inbox results with one UPDATE.
 
-An event whose outcome depends on writes made per event is applied on its own, in order,
+A purchase that a campaign gives something for stays in the batch, with the campaign's own
+writes (incentive, member cap, budget) made for it in a savepoint: budgets are charged at the
+end of the event as for a single one, and the campaign's stats row stays locked until the
+batch commits.
+
+An event whose outcome depends on other writes made per event is applied on its own, in order,
 inside the batch's transaction, exactly as `POST /api/v1/events` applies it: a member not
-enrolled yet, a campaign that gives something (it spends a budget, a cap, a coupon), a capped
-multiplier, an earning that would move the member's tier, held (pending) points, limits
-checked in the database while Redis is away, refunds, actions and enrolments. The batch's
+enrolled yet, a capped multiplier, an earning that would move the member's tier, held
+(pending) points, limits checked in the database while Redis is away, a campaign budget found
+spent at the end of the event (`EventRetry`), refunds, actions and enrolments. The batch's
 writes so far go to the database first, so that event sees them; this is `SlowLane`. Either
 way the results are those of the same events posted one by one, in order.
 
@@ -39,7 +44,14 @@ from django_guid import get_guid
 from prometheus_client import Counter
 
 from core.exceptions import DomainError
-from rewards.contributions import PointsChange, TierContext, batch_points_ready, points_changed_batch, points_headroom
+from rewards.contributions import (
+    EventRetry,
+    PointsChange,
+    TierContext,
+    batch_points_ready,
+    points_changed_batch,
+    points_headroom,
+)
 from rewards.contributions import tiers_for as tier_contexts_for
 from rewards.earning import (
     EVENTS,
@@ -129,7 +141,8 @@ class _Batch:
         self.grants: list[Grant] = []
         self.writes = _Writes()
         self.states: dict[str, _MemberState | None] = {}  # memberRef -> state (None: applied on its own)
-        self.earlier: dict[str, InboundEvent] = {}  # eventId -> the row of an event seen before
+        self.earlier: dict[str, InboundEvent] = {}
+        self.event_savepoint: str | None = None  # eventId -> the row of an event seen before
         self.set_based = tenant.pending_days == 0 and batch_points_ready()
 
     # The driver ---------------------------------------------------------------------------
@@ -183,17 +196,25 @@ class _Batch:
                     outcomes[index] = first
         return outcomes
 
+    def savepoint(self) -> None:
+        """For `rewards.earning`: the event is about to write on its own (a campaign gives)."""
+        if self.event_savepoint is None:
+            self.event_savepoint = transaction.savepoint()
+
     def _one(self, inbox: InboundEvent, event: dict) -> EventOutcome:
         grants: list[Grant] = []
         if self.set_based and event["type"] == TRANSACTION_CREATED:
+            self.event_savepoint = None
             try:
                 result = _transaction_created(tenant=self.tenant, inbox=inbox, event=event, grants=grants, batch=self)
-            except SlowLane:
+            except (SlowLane, EventRetry):
+                # Its own writes undone; applied below on its own (which retries a spent budget).
+                self._savepoint_end(rollback=True)
                 for grant in grants:
                     limits_release(grant=grant)
                 grants.clear()
             except DomainError as exc:
-                # Refused before anything was written (no member is enrolled on this lane).
+                self._savepoint_end(rollback=True)
                 for grant in grants:
                     limits_release(grant=grant)
                 inbox.status, inbox.result = InboundEvent.Status.REJECTED, _rejection(exc)
@@ -201,6 +222,7 @@ class _Batch:
                 BATCH_EVENTS.labels(lane="set").inc()
                 return _outcome(inbox, replayed=False)
             else:
+                self._savepoint_end(rollback=False)
                 self.grants += grants
                 inbox.result = result
                 self.writes.inbox.append(inbox)
@@ -219,6 +241,15 @@ class _Batch:
             self.states.pop(inbox.member_ref, None)  # a refund names its member through the original
         BATCH_EVENTS.labels(lane="single").inc()
         return _outcome(inbox, replayed=False)
+
+    def _savepoint_end(self, *, rollback: bool) -> None:
+        if self.event_savepoint is None:
+            return
+        if rollback:
+            transaction.savepoint_rollback(self.event_savepoint)
+        else:
+            transaction.savepoint_commit(self.event_savepoint)
+        self.event_savepoint = None
 
     # Reads --------------------------------------------------------------------------------
 
@@ -298,20 +329,34 @@ class _Batch:
 
     # Writes -------------------------------------------------------------------------------
 
+    def reserve(self, *, member: Member, points: int) -> str:
+        """For `rewards.earning`: the id the earning's transfer will have, unless the earning
+        would move the member's tier (SlowLane)."""
+        headroom = self.states[member.external_ref].headroom
+        if headroom is not None and points >= headroom:
+            raise SlowLane("the earning would move the member's tier")
+        return str(uuid.uuid4())
+
     def credit(
-        self, *, member: Member, account: Account, points: int, inbox: InboundEvent, explanation: dict, now: datetime
-    ) -> str:
+        self,
+        *,
+        member: Member,
+        account: Account,
+        points: int,
+        inbox: InboundEvent,
+        explanation: dict,
+        now: datetime,
+        transfer_id: str,
+    ) -> None:
         """For `rewards.earning`: an earning's transfer, lot, outbox event and tier points, kept
-        for the batch's writes. Returns the transfer's id."""
+        for the batch's writes."""
         state = self.states[member.external_ref]
         if state.headroom is not None:
-            if points >= state.headroom:
-                raise SlowLane("the earning would move the member's tier")
             state.headroom -= points
         state.balance += points
         tenant = self.tenant
         transfer = Transfer(
-            id=uuid.uuid4(),
+            id=uuid.UUID(transfer_id),
             tenant=tenant,
             debit_account=system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE),
             credit_account=account,
@@ -357,7 +402,6 @@ class _Batch:
             )
         )
         writes.changes.append(PointsChange(tenant, member, points, "earn", inbox.event_id))
-        return str(transfer.pk)
 
     def _flush(self) -> None:
         """Write what the set-based events computed: one statement per table."""

@@ -403,12 +403,20 @@ def _award(
         _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=None)
         return result
     if batch is not None:
-        transfer_id = batch.credit(
-            member=member, account=account, points=awarded, inbox=inbox, explanation=explanation, now=now
+        transfer_id = batch.reserve(member=member, points=awarded)
+        # Budgets are charged here, last, as below; an EventRetry leaves nothing in the batch.
+        _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=transfer_id)
+        batch.credit(
+            member=member,
+            account=account,
+            points=awarded,
+            inbox=inbox,
+            explanation=explanation,
+            now=now,
+            transfer_id=transfer_id,
         )
         POINTS_AWARDED.inc(awarded)
         result["transfer_id"] = transfer_id
-        _incentives_settle(incentives, awarded=awarded, base_points=base_points, transfer_id=transfer_id)
         return result
     if pending or account is None:
         account = _member_account_lock(member, Account.Kind.PENDING if pending else Account.Kind.MEMBER)
@@ -488,7 +496,10 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhaust
     if batch is not None:
         previewed = incentives_preview(tenant, member, event, context)
         if previewed is None:
-            raise SlowLane("a campaign gives something: it writes per event")
+            # A campaign gives something: its writes (incentive, caps, budget) are this
+            # event's own, in a savepoint the batch rolls back if the event leaves its lane.
+            batch.savepoint()
+            previewed = incentives_for(tenant, member, event, context)
         incentives = tuple(previewed)
     else:
         incentives = tuple(incentives_for(tenant, member, event, context))

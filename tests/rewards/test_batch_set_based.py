@@ -56,6 +56,7 @@ def _program(tenant) -> None:
             "conditions": {">=": [{"var": "event.amount"}, 400]},
             "reward": {"type": "POINTS", "points": 25},
         },
+        budget_rewards=6,
     )
     for ref in MEMBERS:
         member_create(tenant=tenant, external_ref=ref)
@@ -147,6 +148,10 @@ def test_a_batch_answers_and_writes_exactly_what_the_same_events_one_by_one_do()
     assert statuses[201] > 50 and statuses[422] >= 2 and statuses[409] == 1 and statuses[200] == 1
     assert _state(batched)["members"]["m-0"][2] in {"base", "silver"}
     assert any(tier == "silver" for *_, tier, _q in _state(batched)["members"].values())
+    given = Counter(
+        i["outcome"] for o in outcomes if o.status_code == 201 for i in o.body["explanation"].get("incentives", [])
+    )
+    assert given["issued"] == 6 and given["budget_exhausted"] > 0 and given["conditions_not_met"] > 0
 
 
 def test_a_batch_of_purchases_by_known_members_costs_a_few_statements_not_a_few_per_event():
