@@ -44,7 +44,9 @@ from celery import Task
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection
+from django.db import Error, connection
+
+from core.ids import uuid_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ def tenant_scope_exit() -> None:
     try:
         with connection.cursor() as cursor:
             _reset(cursor)
-    except DatabaseError:
+    except Error:
         logger.warning("closing a connection whose tenant scope could not be reset")
         if not connection.in_atomic_block:
             connection.close()
@@ -215,7 +217,7 @@ def tenant_scope_reset() -> None:
     try:
         with connection.cursor() as cursor:
             _reset(cursor)
-    except DatabaseError:
+    except Error:
         logger.warning("closing a connection whose tenant scope could not be reset")
         if not connection.in_atomic_block:
             connection.close()
@@ -261,19 +263,22 @@ class ScopedTask(Task):
             return super().__call__(*args, **kwargs)
 
     def tenant_for(self, args, kwargs) -> str | None:
-        """The tenant of the row the task's arguments name, looked up as the platform."""
+        """The tenant of the row the task's arguments name, looked up as the platform; None
+        when there is none (arguments the task refuses, an id of nothing)."""
         signature = inspect.signature(self.run)
         name = self.tenant_arg or next(iter(signature.parameters))
-        value = signature.bind_partial(*args, **kwargs).arguments.get(name)
-        if value is None:
+        try:
+            value = signature.bind_partial(*args, **kwargs).arguments.get(name)
+        except TypeError:
             return None
         model = apps.get_model(self.tenant_of)
         if model._meta.label == "tenants.Tenant":
-            return str(value)
-        try:
-            tenant_id = model._base_manager.filter(pk=value).values_list("tenant_id", flat=True).first()
-        except (ValidationError, ValueError, TypeError):
-            return None
+            tenant_id = uuid_or_none(value)
+        else:
+            try:
+                tenant_id = model._base_manager.filter(pk=value).values_list("tenant_id", flat=True).first()
+            except (ValidationError, ValueError, TypeError):
+                return None
         return None if tenant_id is None else str(tenant_id)
 
 

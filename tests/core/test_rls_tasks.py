@@ -155,6 +155,12 @@ def test_a_task_whose_row_is_gone_sees_no_tenants_rows(two):
 def test_a_task_can_name_its_tenant_by_another_argument(two):
     seen = tenant_probe.apply(args=["b"], kwargs={"tenant_id": str(two["b"].pk)}).get()
     assert seen == {"label": "b", "members": 1, "tenants": [str(two["b"].pk)]}
+    # an id that is not one sees nothing
+    assert tenant_probe.apply(args=["x"], kwargs={"tenant_id": "x"}).get() == {
+        "label": "x",
+        "members": 0,
+        "tenants": [],
+    }
 
 
 def test_a_project_task_for_one_member_runs_narrowed_to_the_members_tenant(two, monkeypatch):
