@@ -3,8 +3,8 @@ for one tenant (`tenant_of`) runs narrowed to that tenant as the application rol
 session is the platform's again after it, whether it returned or raised; a platform task
 (`platform=True`) sees every tenant, and the sweeps that work one tenant at a time narrow
 each tenant's share; a worker resets the session between tasks; the WebSocket reads the
-database narrowed to its member's tenant. Every task runs for real, through Celery
-(`.apply()`, or a worker process)."""
+database narrowed to its member's tenant. The tasks run through Celery (`.apply()`, and one
+test through a `celery worker` process); the worker's reset is driven by Celery's own signals."""
 
 import os
 import subprocess
