@@ -161,7 +161,9 @@ class RedemptionListCreateApi(TenantOrMemberAPIView, ListAPIView):
         description="The tenant's redemptions, newest first; a member token sees its own.",
         parameters=[
             OpenApiParameter("memberRef", str, description="Only this member's (ignored for a member token)."),
-            OpenApiParameter("status", str, enum=Redemption.Status.values),
+            OpenApiParameter(
+                "status", str, enum=[*Redemption.Status.values, ""], description="Empty or left out: any status."
+            ),
             OpenApiParameter("itemId", str),
             OpenApiParameter("partner", str, description="A partner code."),
         ],

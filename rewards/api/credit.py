@@ -230,7 +230,9 @@ class CreditPurchaseListCreateApi(TenantOrMemberAPIView, ListAPIView):
         description="The tenant's purchases (filter by memberRef, status); a member token sees its own.",
         parameters=[
             OpenApiParameter("memberRef", str, description="Only this member's (ignored for a member token)."),
-            OpenApiParameter("status", str, enum=CreditPurchase.Status.values),
+            OpenApiParameter(
+                "status", str, enum=[*CreditPurchase.Status.values, ""], description="Empty or left out: any status."
+            ),
         ],
     )
     def get(self, request, *args, **kwargs):

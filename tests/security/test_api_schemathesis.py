@@ -12,7 +12,14 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from config.wsgi import application
 
@@ -49,5 +56,13 @@ def in_process_app(db, settings):
 def test_api_is_as_documented(case, in_process_app, tenant):
     case.call_and_validate(
         headers={"X-API-Key": tenant.raw_api_key},
-        checks=[not_a_server_error, response_schema_conformance, ignored_auth],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_headers_conformance,
+            response_schema_conformance,
+            negative_data_rejection,
+            ignored_auth,
+        ],
     )
