@@ -1,6 +1,8 @@
 """Every documented operation, fuzzed in-process from the OpenAPI schema with a tenant's API
-key: no 5xx, every response as documented, and no operation that answers without credentials
-or with invalid ones. Derandomized, so a failure reproduces."""
+key: no 5xx, every response as documented (status, content type, headers, body), requests that
+violate the schema refused, and no operation that answers without credentials or with invalid
+ones. Derandomized, so a failure reproduces. Multi-step scenarios along the schema's links:
+test_api_schemathesis_stateful.py."""
 
 import json
 

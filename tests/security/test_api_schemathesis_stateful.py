@@ -1,9 +1,9 @@
 """Multi-step scenarios over the documented API, in-process with a tenant's API key: Schemathesis'
 state machine chains operations along the schema's OpenAPI `links` (core/api/schema.py,
 RESPONSE_LINKS): create a member, then read, change, delete it and read it again; create a
-redemption and cancel it; create a campaign and activate it, and so on. Every step must answer
-as documented: no 5xx, the documented status, content type, headers and body; schema-valid data
-accepted and invalid data refused; a created resource readable at once and a deleted one gone;
+catalog item, then replace or delete it; create a campaign and activate it, and so on. Every step
+must answer as documented: no 5xx, the documented status, content type, headers and body;
+schema-violating requests refused; a created resource readable at once and a deleted one gone;
 credentials enforced; and what one tenant can read, another tenant gets a 404 for."""
 
 import copy
@@ -75,7 +75,7 @@ def other_tenant_is_refused(ctx, response, case):
 
 
 # Whether an operation refuses missing and invalid credentials is a property of the operation, so
-# it is probed once per operation (the probes are three more requests), as `schemathesis run` does.
+# it is probed once per operation (the probes are five more requests), as `schemathesis run` does.
 AUTH_ENFORCED: set[str] = set()
 
 
@@ -199,6 +199,7 @@ def test_documented_workflows(in_process_app):
 
 # `make test-slow`: more and longer scenarios, along the inferred links too (about 280 in all).
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_documented_and_inferred_workflows_thoroughly(in_process_app, request):
     if "slow" not in request.config.getoption("markexpr"):
         pytest.skip("minutes long: run by `make test-slow` (pytest -m slow)")
