@@ -4,7 +4,7 @@ name, code and memberRef of a tenant carrying its tag ("alpha" or "bravo"), so t
 to tenant A showing anything of tenant B's is found by searching it for "bravo"."""
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
@@ -151,6 +151,9 @@ def populate(tag: str) -> World:
             "partner_code": partner.code,
             "outbound_event_id": str(outbound.event_id),
             "inbound_event_id": f"{tag}-purchase-1",
+            # a window around the events above, for reports over a period
+            "since": (datetime.now(UTC) - timedelta(days=30)).isoformat().replace("+00:00", "Z"),
+            "until": (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z"),
         },
         secrets=(tenant.raw_api_key, webhook.secret, str(member.pk)),
     )
