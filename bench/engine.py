@@ -111,6 +111,7 @@ def engine_bench() -> None:
         _concurrent(issued.raw, run_id, workers)
 
     rates, batch_queries = [], []
+    batch_origins: Counter = Counter()
     for b in range(BATCHES):
         events = [_purchase(rng, f"{run_id}-b{b}-{i}", (b * 500 + i) % (MEMBERS - 40)) for i in range(500)]
         connection.queries_log.clear()
@@ -121,6 +122,7 @@ def engine_bench() -> None:
         assert response.status_code < 300, response.content[:500]
         rates.append(500 / elapsed)
         batch_queries.append(len(captured.captured_queries))
+        batch_origins.update(_origin(q["sql"]) for q in captured.captured_queries)
     if not rates:
         return
     from rewards.batch import BATCH_EVENTS
@@ -129,8 +131,16 @@ def engine_bench() -> None:
     print(
         f"  events:batch of 500: median {statistics.median(rates):.0f} events/s "
         f"({[round(r) for r in rates]}), queries per batch median {statistics.median(batch_queries)}; "
-        f"events set-based {lanes['set']}, on their own {lanes['single']} (a campaign gave, a tier moved...)"
+        f"events set-based {lanes['set']}, on their own {lanes['single']} (a tier moved, a new member...)"
     )
+    from rewards.batch import BATCH_SINGLE
+
+    for metric in BATCH_SINGLE.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                print(f"    on their own: {int(sample.value):6d}  {sample.labels['reason']}")
+    for origin, n in batch_origins.most_common(25):
+        print(f"    {n / len(rates):8.1f}  {origin}")
 
 
 def _post_many(args: tuple) -> list[float]:

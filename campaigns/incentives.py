@@ -19,14 +19,16 @@ A dry run goes through all of this inside a transaction that is rolled back.
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
+from django_guid import get_guid
 from prometheus_client import Counter
 
 from campaigns.conditions import condition_evaluate
@@ -42,7 +44,7 @@ from campaigns.models import (
 )
 from rewards.contributions import EventRetry, IncentiveContext, RefundContext, TierContext, tier_for
 from rewards.contributions import Incentive as EngineIncentive
-from rewards.models import Member
+from rewards.models import Member, OutboxEvent
 from rewards.outbox import outbox_write
 from tenants.models import Tenant
 
@@ -184,13 +186,17 @@ def _budget_room(campaign: CampaignRule, amount: Decimal) -> Q:
     return room
 
 
-def _budget_spend(campaign: CampaignRule, amount: Decimal, *, charge: Decimal | None = None, rewards: int = 1) -> bool:
+def _budget_spend(
+    campaign: CampaignRule, amount: Decimal, *, charge: Decimal | None = None, rewards: int = 1, batch=None
+) -> bool:
     """Spend one reward of `amount` from the campaign's budget, if it has room: atomic. The
     room is checked for `amount`; `charge` and `rewards` (less, when the limits let less
     through than was promised) are what is counted."""
     charge = amount if charge is None else charge
     if not _has_budget(campaign) and not rewards and not charge:
         return True  # nothing to count, and no budget to check
+    if batch is not None:
+        return _batch_budgets(batch).spend(campaign, amount, charge=charge, rewards=rewards)
     updated = CampaignStats.objects.filter(_budget_room(campaign, amount), pk=campaign.id).update(
         rewards_issued=F("rewards_issued") + rewards, amount_issued=F("amount_issued") + charge
     )
@@ -333,15 +339,25 @@ def _evaluate(
     )
     if decision.outcome != "issued":
         return decision
+    batch = None if context.dry_run else context.batch
+    if batch is not None and (_writes_per_event(campaign) or decision.reward_type == "COUPON"):
+        batch.savepoint()  # quest progress, member caps, coupons: this event's own rows
     if campaign.type == Campaign.Type.QUEST:
         complete, why = _quest_advance(tenant=tenant, member=member, campaign=campaign, event=event)
         if not complete:
             return Decision(campaign, "quest_progress", why)
         decision.completes_quest = True
-    if not _cap_spend(tenant=tenant, member=member, campaign=campaign, amount=decision.amount, at=context.now):
+    if batch is not None:
+        capped = not _batch_budgets(batch).cap_spend(member, campaign, decision.amount, context.now)
+    else:
+        capped = not _cap_spend(tenant=tenant, member=member, campaign=campaign, amount=decision.amount, at=context.now)
+    if capped:
         return Decision(campaign, "member_cap_reached", "The member has had all this campaign gives per period.")
     budget_spent = Decision(campaign, "budget_exhausted", "The campaign's budget is spent.")
-    if campaign.id in context.exhausted or (_has_budget(campaign) and _budget_looks_spent(campaign, decision.amount)):
+    if batch is not None:
+        if campaign.id in context.exhausted or not _batch_budgets(batch).room(campaign, decision.amount):
+            return budget_spent
+    elif campaign.id in context.exhausted or (_has_budget(campaign) and _budget_looks_spent(campaign, decision.amount)):
         return budget_spent
     if context.dry_run:
         # Rolled back anyway, and a dry run or a preview has no end to wait for: spent here.
@@ -361,14 +377,27 @@ def _evaluate(
                 amount=decision.amount,
                 rewards=1,
                 budget=not decision.budget_deferred,
+                batch=batch,
             )
             return Decision(campaign, "coupons_exhausted", "The coupon pool has no free codes left.")
     return decision
 
 
 def _spend_back(
-    *, tenant: Tenant, member: Member, campaign_id: str, amount: Decimal, rewards: int, at=None, budget: bool = True
+    *,
+    tenant: Tenant,
+    member: Member,
+    campaign_id: str,
+    amount: Decimal,
+    rewards: int,
+    at=None,
+    budget: bool = True,
+    batch=None,
 ) -> None:
+    if batch is not None:
+        # The event's own cap spend, not yet written (a budget is only counted at its end).
+        _batch_budgets(batch).cap_give_back(member, campaign_id, amount=amount, rewards=rewards)
+        return
     if budget:
         CampaignStats.objects.filter(pk=campaign_id).update(
             rewards_issued=F("rewards_issued") - rewards, amount_issued=F("amount_issued") - amount
@@ -383,7 +412,193 @@ def _spend_back(
         )
 
 
-def _announce(incentive: Incentive) -> None:
+def _writes_per_event(campaign: CampaignRule) -> bool:
+    return campaign.type == Campaign.Type.QUEST
+
+
+class _BatchCampaigns:
+    """Campaigns' part of a set-based batch (rewards.batch): the incentives, their
+    announcements and the stats of the batch's events, written once per batch; each event's
+    share kept apart until the event is through (`event_end`).
+
+    A budgeted campaign's stats row is locked (`SELECT … FOR UPDATE`) the first time an event
+    of the batch may spend from it, and held to the batch's commit, so the room counted here
+    is exact: what the conditional UPDATE of a single event would decide, decided in memory."""
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.tenant = batch.tenant
+        self.locked: dict[str, list[Decimal]] = {}  # campaign id -> [rewards, amount] as read, locked
+        self.done: dict[str, list[Decimal]] = {}  # counted by the batch's events, not yet written
+        self.event: dict[str, list[Decimal]] = {}  # counted by the event being applied
+        # Member caps: (campaign id, member pk, period start) -> [rewards, amount] as read (or as
+        # the batch's applied events left it); the current event's share apart.
+        self.caps: dict[tuple, list] = {}
+        self.caps_done: dict[tuple, list] = {}
+        self.event_caps: dict[tuple, list] = {}
+        self.event_periods: dict[tuple, tuple] = {}  # (campaign id, member pk) -> the event's key
+        self.incentives: list[Incentive] = []
+        self.event_incentives: list[Incentive] = []
+        self.announcements: list = []
+        self.event_announcements: list = []
+
+    def _counted(self, campaign: CampaignRule) -> tuple[Decimal, Decimal]:
+        if campaign.id not in self.locked:
+            # Every budgeted campaign's row at once, in id order: two batches never deadlock on them.
+            budgeted = [c.id for c in active_campaigns_get(tenant=self.tenant) if _has_budget(c)]
+            rows = (
+                CampaignStats.objects.select_for_update()
+                .filter(pk__in=sorted({*budgeted, campaign.id}))
+                .order_by("pk")
+                .values_list("pk", "rewards_issued", "amount_issued")
+            )
+            for pk, rewards, amount in rows:
+                self.locked[str(pk)] = [Decimal(rewards), Decimal(amount)]
+            self.locked.setdefault(campaign.id, [Decimal(0), Decimal(0)])
+        base = self.locked[campaign.id]
+        done = self.done.get(campaign.id, [0, 0])
+        now = self.event.get(campaign.id, [0, 0])
+        return base[0] + done[0] + now[0], base[1] + done[1] + now[1]
+
+    def room(self, campaign: CampaignRule, amount: Decimal) -> bool:
+        if not _has_budget(campaign):
+            return True
+        rewards, spent = self._counted(campaign)
+        if campaign.budget_rewards is not None and not rewards < campaign.budget_rewards:
+            return False
+        return campaign.budget_amount is None or spent <= campaign.budget_amount - amount
+
+    def spend(self, campaign: CampaignRule, amount: Decimal, *, charge: Decimal, rewards: int) -> bool:
+        if not self.room(campaign, amount):
+            return False
+        counted = self.event.setdefault(campaign.id, [0, Decimal(0)])
+        counted[0] += rewards
+        counted[1] += charge
+        return True
+
+    def _cap_counted(self, member: Member, campaign: CampaignRule, at: datetime, batch) -> tuple:
+        key = (campaign.id, member.pk, _period_start(self.tenant, campaign, at))
+        if key not in self.caps:
+            # The batch's members not read yet, for this campaign and period: one query. Those
+            # read already keep what the batch's events added and has not written yet.
+            members = {pk for pk in {member.pk, *batch.member_pks()} if (campaign.id, pk, key[2]) not in self.caps}
+            for pk in members:
+                self.caps[(campaign.id, pk, key[2])] = [0, Decimal(0)]
+            rows = CampaignMemberUsage.objects.filter(
+                campaign_id=campaign.id, member_id__in=members, period_start=key[2]
+            ).values_list("member_id", "rewards", "amount")
+            for pk, rewards, amount in rows:
+                self.caps[(campaign.id, pk, key[2])] = [rewards, amount]
+        mine = self.event_caps.get(key, [0, Decimal(0)])
+        return key, self.caps[key][0] + mine[0], self.caps[key][1] + mine[1]
+
+    def cap_spend(self, member: Member, campaign: CampaignRule, amount: Decimal, at: datetime) -> bool:
+        if campaign.member_cap_rewards is None and campaign.member_cap_amount is None:
+            return True
+        key, rewards, spent = self._cap_counted(member, campaign, at, self.batch)
+        if campaign.member_cap_rewards is not None and not rewards < campaign.member_cap_rewards:
+            return False
+        if campaign.member_cap_amount is not None and not spent <= campaign.member_cap_amount - amount:
+            return False
+        mine = self.event_caps.setdefault(key, [0, Decimal(0)])
+        mine[0] += 1
+        mine[1] += amount
+        self.event_periods[(campaign.id, member.pk)] = key
+        return True
+
+    def cap_give_back(self, member: Member, campaign_id: str, *, amount: Decimal, rewards: int) -> None:
+        key = self.event_periods.get((campaign_id, member.pk))
+        if key is None:
+            return  # no cap, so nothing was counted
+        mine = self.event_caps[key]
+        total_rewards = self.caps[key][0] + mine[0]
+        total_amount = self.caps[key][1] + mine[1]
+        mine[0] -= min(rewards, total_rewards)
+        mine[1] -= min(amount, total_amount)
+
+    def issue(self, incentive: Incentive) -> None:
+        self.event_incentives.append(incentive)
+
+    def drop(self, incentive: Incentive) -> None:
+        self.event_incentives = [i for i in self.event_incentives if i is not incentive]
+
+    def announce(self, incentive: Incentive) -> None:
+        self.event_announcements.append(incentive)
+
+    # The batch's calls ------------------------------------------------------------------
+
+    def event_end(self, *, applied: bool) -> None:
+        if applied:
+            for campaign_id, (rewards, amount) in self.event.items():
+                counted = self.done.setdefault(campaign_id, [0, Decimal(0)])
+                counted[0] += rewards
+                counted[1] += amount
+            self.incentives += self.event_incentives
+            self.announcements += self.event_announcements
+            for key, (rewards, amount) in self.event_caps.items():
+                for target in (self.caps_done.setdefault(key, [0, Decimal(0)]), self.caps[key]):
+                    target[0] += rewards
+                    target[1] += amount
+        self.event, self.event_incentives, self.event_announcements = {}, [], []
+        self.event_caps, self.event_periods = {}, {}
+
+    def flush(self) -> None:
+        Incentive.objects.bulk_create(self.incentives)
+        OutboxEvent.objects.bulk_create(
+            [
+                OutboxEvent(
+                    tenant=incentive.tenant,
+                    type="incentive.generated",
+                    member_ref=incentive.member.external_ref,
+                    occurred_at=incentive.issued_at,
+                    data=incentive_notification(incentive),
+                    correlation_id=get_guid() or "",
+                )
+                for incentive in self.announcements
+            ]
+        )
+        self._caps_write()
+        for campaign_id, (rewards, amount) in sorted(self.done.items()):
+            CampaignStats.objects.filter(pk=campaign_id).update(
+                rewards_issued=F("rewards_issued") + rewards, amount_issued=F("amount_issued") + amount
+            )
+            if campaign_id in self.locked:
+                self.locked[campaign_id][0] += rewards
+                self.locked[campaign_id][1] += amount
+        self.done, self.incentives, self.announcements = {}, [], []
+
+    def _caps_write(self) -> None:
+        rows = [(key, value) for key, value in sorted(self.caps_done.items(), key=str) if value[0] or value[1]]
+        self.caps_done = {}
+        if not rows:
+            return
+        table = connection.ops.quote_name(CampaignMemberUsage._meta.db_table)
+        sql = (
+            f"INSERT INTO {table} (tenant_id, campaign_id, member_id, period_start, rewards, amount) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(rows))} "
+            "ON CONFLICT (campaign_id, member_id, period_start) DO UPDATE SET "
+            f"rewards = {table}.rewards + EXCLUDED.rewards, amount = {table}.amount + EXCLUDED.amount"
+        )
+        params = []
+        for (campaign_id, member_pk, period), (rewards, amount) in rows:
+            params += [self.tenant.pk, campaign_id, member_pk, period, rewards, amount]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def reread(self) -> None:
+        """An event applied on its own may have spent from budgets or caps: read them again."""
+        self.locked.clear()
+        self.caps.clear()
+
+
+def _batch_budgets(batch) -> _BatchCampaigns:
+    return batch.extension("campaigns", lambda: _BatchCampaigns(batch))
+
+
+def _announce(incentive: Incentive, batch=None) -> None:
+    if batch is not None:
+        _batch_budgets(batch).announce(incentive)
+        return
     outbox_write(
         tenant=incentive.tenant,
         type="incentive.generated",
@@ -409,20 +624,26 @@ def incentive_notification(incentive: Incentive) -> dict:
     }
 
 
-def _issue(*, tenant: Tenant, member: Member, event: dict, decision: Decision, now: datetime) -> Incentive:
-    incentive = Incentive.objects.create(
-        tenant=tenant,
-        campaign_id=decision.campaign.id,
-        member=member,
-        type=decision.reward_type,
-        reward_currency=decision.currency,
-        reward_amount=decision.amount,
-        coupon=decision.coupon,
-        event_id=event["event_id"],
-        completion_key=QUEST_DONE if decision.completes_quest else "",
-        explanation=decision.explain(),
-        issued_at=now,
-    )
+def _issue(*, tenant: Tenant, member: Member, event: dict, decision: Decision, now: datetime, batch=None) -> Incentive:
+    fields = {
+        "tenant": tenant,
+        "campaign_id": decision.campaign.id,
+        "member": member,
+        "type": decision.reward_type,
+        "reward_currency": decision.currency,
+        "reward_amount": decision.amount,
+        "coupon": decision.coupon,
+        "event_id": event["event_id"],
+        "completion_key": QUEST_DONE if decision.completes_quest else "",
+        "explanation": decision.explain(),
+        "issued_at": now,
+    }
+    if batch is not None and decision.coupon is None and not decision.completes_quest:
+        # Written with the batch's (`_BatchCampaigns.flush`); unsaved until then.
+        incentive = Incentive(id=uuid.uuid4(), **fields)
+        _batch_budgets(batch).issue(incentive)
+        return incentive
+    incentive = Incentive.objects.create(**fields)
     if decision.coupon is not None:
         CouponCode.objects.filter(pk=decision.coupon.pk).update(member=member, assigned_at=now)
     if decision.completes_quest:
@@ -432,17 +653,19 @@ def _issue(*, tenant: Tenant, member: Member, event: dict, decision: Decision, n
     return incentive
 
 
-def _budget_settler(*, campaign: CampaignRule, amount: Decimal):
+def _budget_settler(*, campaign: CampaignRule, amount: Decimal, batch=None):
     """The end of the event for a cashback or a coupon under a budget: spend it now."""
 
     def settle(given: int, transfer_id: str | None) -> None:
-        if not _budget_spend(campaign, amount):
+        if not _budget_spend(campaign, amount, batch=batch):
             raise EventRetry(exhausted=frozenset({campaign.id}))
 
     return settle
 
 
-def _settler(*, tenant: Tenant, member: Member, incentive: Incentive, campaign: CampaignRule, deferred: bool):
+def _settler(
+    *, tenant: Tenant, member: Member, incentive: Incentive, campaign: CampaignRule, deferred: bool, batch=None
+):
     """Told what the points limits let through: record the true amount, give back the rest
     of the member's cap, announce the incentive (or drop it if nothing got through), and
     last, spend the budget for what got through (deferred to here, the end of the event)."""
@@ -457,23 +680,31 @@ def _settler(*, tenant: Tenant, member: Member, incentive: Incentive, campaign: 
                 amount=Decimal(promised - given),
                 rewards=1 if given == 0 else 0,
                 budget=not deferred,
+                batch=batch,
             )
         if given == 0:
             if incentive.completion_key:
                 # A quest whose reward the limits swallowed stays complete: it was earned.
                 Incentive.objects.filter(pk=incentive.pk).update(reward_amount=0, explanation={"limited": True})
+            elif incentive._state.adding:
+                _batch_budgets(batch).drop(incentive)  # never written
             else:
                 incentive.delete()
         else:
             if given < promised:
                 incentive.reward_amount = Decimal(given)
                 incentive.explanation = {**incentive.explanation, "limitedFrom": promised}
-                incentive.save(update_fields=["reward_amount", "explanation"])
-            _announce(incentive)
+                if not incentive._state.adding:
+                    incentive.save(update_fields=["reward_amount", "explanation"])
+            _announce(incentive, batch)
         # The room is checked for what was promised (as when it was checked first); what is
         # counted is what got through.
         if deferred and not _budget_spend(
-            campaign, Decimal(promised), charge=Decimal(min(given, promised)), rewards=1 if given > 0 else 0
+            campaign,
+            Decimal(promised),
+            charge=Decimal(min(given, promised)),
+            rewards=1 if given > 0 else 0,
+            batch=batch,
         ):
             raise EventRetry(exhausted=frozenset({campaign.id}))
         if given == 0 and not incentive.completion_key:
@@ -502,7 +733,8 @@ def incentives_provide(tenant: Tenant, member: Member, event: dict, context: Inc
             source = f"campaign:{decision.campaign.id}"
             incentives.append(EngineIncentive(points=0, source=source, explanation=explained))
             continue
-        incentive = _issue(tenant=tenant, member=member, event=event, decision=decision, now=context.now)
+        batch = None if context.dry_run else context.batch
+        incentive = _issue(tenant=tenant, member=member, event=event, decision=decision, now=context.now, batch=batch)
         explained["incentiveId"] = str(incentive.pk)
         if decision.reward_type == "POINTS":
             settle = _settler(
@@ -511,11 +743,14 @@ def incentives_provide(tenant: Tenant, member: Member, event: dict, context: Inc
                 incentive=incentive,
                 campaign=decision.campaign,
                 deferred=decision.budget_deferred,
+                batch=batch,
             )
         else:
-            _announce(incentive)
+            _announce(incentive, batch)
             deferred = decision.budget_deferred
-            settle = _budget_settler(campaign=decision.campaign, amount=decision.amount) if deferred else None
+            settle = (
+                _budget_settler(campaign=decision.campaign, amount=decision.amount, batch=batch) if deferred else None
+            )
         incentives.append(
             EngineIncentive(
                 points=decision.points, source=f"campaign:{decision.campaign.id}", explanation=explained, settle=settle

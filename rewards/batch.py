@@ -14,9 +14,10 @@ writes (incentive, member cap, budget) made for it in a savepoint: budgets are c
 end of the event as for a single one, and the campaign's stats row stays locked until the
 batch commits.
 
-An event whose outcome depends on other writes made per event is applied on its own, in order,
-inside the batch's transaction, exactly as `POST /api/v1/events` applies it: a member not
-enrolled yet, a capped multiplier, an earning that would move the member's tier, held
+Capped multipliers' usage is read for the batch's members at once and written with one
+upsert. An event whose outcome depends on other writes made per event is applied on its own,
+in order, inside the batch's transaction, exactly as `POST /api/v1/events` applies it: a
+member not enrolled yet, an earning that would move the member's tier, held
 (pending) points, limits checked in the database while Redis is away, a campaign budget found
 spent at the end of the event (`EventRetry`), refunds, actions and enrolments. The batch's
 writes so far go to the database first, so that event sees them; this is `SlowLane`. Either
@@ -44,6 +45,7 @@ from django_guid import get_guid
 from prometheus_client import Counter
 
 from core.exceptions import DomainError
+from rewards.categories import category_config_get
 from rewards.contributions import (
     EventRetry,
     PointsChange,
@@ -61,6 +63,7 @@ from rewards.earning import (
     SlowLane,
     _apply_claimed,
     _outcome,
+    _period_start,
     _rejection,
     _transaction_created,
     inbox_new,
@@ -69,13 +72,14 @@ from rewards.earning import (
 from rewards.ledger import POINTS_MOVED, TRANSFERS, system_account_get
 from rewards.limits import Grant, limits_preseed, limits_release
 from rewards.lots import expiry_for
-from rewards.models import Account, EarnedLot, InboundEvent, Member, OutboxEvent, Transfer
+from rewards.models import Account, EarnedLot, InboundEvent, Member, MultiplierUsage, OutboxEvent, Transfer
 from rewards.relay import relay_after_commit
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
 BATCH_EVENTS = Counter("loyalty_batch_events_total", "Events applied by the batch path, by lane", ["lane"])
+BATCH_SINGLE = Counter("loyalty_batch_single_events_total", "Batch events applied on their own, by why", ["reason"])
 DEADLOCK_RETRIES = 3
 
 
@@ -128,6 +132,7 @@ class _Writes:
     outbox: list[OutboxEvent] = field(default_factory=list)
     balances: dict[int, int] = field(default_factory=dict)  # account id -> points added
     changes: list[PointsChange] = field(default_factory=list)
+    caps: dict[tuple, int] = field(default_factory=dict)  # (member pk, multiplier id, period) -> extra
     inbox: list[InboundEvent] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -142,7 +147,12 @@ class _Batch:
         self.writes = _Writes()
         self.states: dict[str, _MemberState | None] = {}  # memberRef -> state (None: applied on its own)
         self.earlier: dict[str, InboundEvent] = {}
-        self.event_savepoint: str | None = None  # eventId -> the row of an event seen before
+        self.event_savepoint: str | None = None
+        self.extensions: dict[str, object] = {}
+        # Capped multipliers' usage: (member pk, multiplier id, period start) -> extra points,
+        # as read plus what the batch's applied events added; and the current event's share.
+        self.cap_base: dict[tuple, int] = {}
+        self.event_caps: dict[tuple, int] = {}  # eventId -> the row of an event seen before
         self.set_based = tenant.pending_days == 0 and batch_points_ready()
 
     # The driver ---------------------------------------------------------------------------
@@ -196,6 +206,24 @@ class _Batch:
                     outcomes[index] = first
         return outcomes
 
+    def extension(self, key: str, factory):
+        """For providers (campaigns): their part of the batch, made by `factory()` on first
+        use. It has `event_end(applied=)` (the event being applied is through, or undone),
+        `flush()` (write what the applied events gave) and `reread()` (an event applied on
+        its own may have changed what it read)."""
+        if key not in self.extensions:
+            self.extensions[key] = factory()
+        return self.extensions[key]
+
+    def _event_end(self, *, applied: bool) -> None:
+        if applied:
+            for key, extra in self.event_caps.items():
+                self.writes.caps[key] = self.writes.caps.get(key, 0) + extra
+                self.cap_base[key] = self.cap_base.get(key, 0) + extra
+        self.event_caps = {}
+        for extension in self.extensions.values():
+            extension.event_end(applied=applied)
+
     def savepoint(self) -> None:
         """For `rewards.earning`: the event is about to write on its own (a campaign gives)."""
         if self.event_savepoint is None:
@@ -207,34 +235,45 @@ class _Batch:
             self.event_savepoint = None
             try:
                 result = _transaction_created(tenant=self.tenant, inbox=inbox, event=event, grants=grants, batch=self)
-            except (SlowLane, EventRetry):
+            except (SlowLane, EventRetry) as why:
                 # Its own writes undone; applied below on its own (which retries a spent budget).
+                BATCH_SINGLE.labels(reason=str(why) if isinstance(why, SlowLane) else "a campaign budget spent").inc()
                 self._savepoint_end(rollback=True)
+                self._event_end(applied=False)
                 for grant in grants:
                     limits_release(grant=grant)
                 grants.clear()
             except DomainError as exc:
                 self._savepoint_end(rollback=True)
+                self._event_end(applied=False)
                 for grant in grants:
                     limits_release(grant=grant)
                 inbox.status, inbox.result = InboundEvent.Status.REJECTED, _rejection(exc)
                 self.writes.inbox.append(inbox)
                 BATCH_EVENTS.labels(lane="set").inc()
                 return _outcome(inbox, replayed=False)
+            except BaseException:
+                self._event_end(applied=False)
+                raise
             else:
                 self._savepoint_end(rollback=False)
+                self._event_end(applied=True)
                 self.grants += grants
                 inbox.result = result
                 self.writes.inbox.append(inbox)
                 BATCH_EVENTS.labels(lane="set").inc()
                 return _outcome(inbox, replayed=False)
         # On its own, after the batch's writes so far, as POST /api/v1/events would apply it.
+        if not (self.set_based and event["type"] == TRANSACTION_CREATED):
+            BATCH_SINGLE.labels(reason=event["type"] if self.set_based else "not set-based here").inc()
         self._flush()
         member_ref = event.get("member_ref")
         try:
             _apply_claimed(tenant=self.tenant, inbox=inbox, event=event, grants=grants)
         finally:
             self.grants += grants
+        for extension in self.extensions.values():
+            extension.reread()
         if member_ref:
             self.states.pop(member_ref, None)  # its balance or tier may have moved: read again
         if inbox.member_ref and inbox.member_ref != member_ref:
@@ -304,6 +343,7 @@ class _Batch:
         headroom = points_headroom(self.tenant, members, timezone.now()) if members else {}
         if members:
             limits_preseed(tenant=self.tenant, members=members, at=timezone.now())
+            self._caps_load(members)
         for ref in refs:
             self.states[ref] = None
         for account in accounts:
@@ -317,6 +357,45 @@ class _Batch:
                 headroom=headroom[member.pk],
                 balance=account.balance,
             )
+
+    def _caps_load(self, members: list[Member]) -> None:
+        """The capped multipliers' usage this period, for members read (again): one query."""
+        config = category_config_get(tenant=self.tenant)
+        now = timezone.now()
+        periods = {
+            rule.id: _period_start(self.tenant, now, rule.cap_period)
+            for rule in config.multipliers
+            if rule.cap_points is not None and rule.cap_period
+        }
+        if not periods or not members:
+            return
+        for member in members:
+            for rule_id, period in periods.items():
+                self.cap_base[(member.pk, rule_id, period)] = 0
+        rows = MultiplierUsage.objects.filter(
+            member__in=members, multiplier_id__in=list(periods), period_start__in=set(periods.values())
+        ).values_list("member_id", "multiplier_id", "period_start", "extra_points")
+        for member_pk, rule_id, period, extra in rows:
+            self.cap_base[(member_pk, rule_id, period)] = extra
+
+    def cap_used(self, member: Member, multiplier_id: int, period) -> int:
+        """For `rewards.earning`: a capped multiplier's extra points this period so far."""
+        key = (member.pk, multiplier_id, period)
+        if key not in self.cap_base:  # a period that began during the batch
+            row = MultiplierUsage.objects.filter(
+                member=member, multiplier_id=multiplier_id, period_start=period
+            ).first()
+            self.cap_base[key] = row.extra_points if row else 0
+        return self.cap_base[key] + self.event_caps.get(key, 0)
+
+    def cap_add(self, member: Member, multiplier_id: int, period, extra: int) -> None:
+        """For `rewards.earning`: the event's extra points under a capped multiplier."""
+        key = (member.pk, multiplier_id, period)
+        self.event_caps[key] = self.event_caps.get(key, 0) + extra
+
+    def member_pks(self) -> list:
+        """For providers: the members the batch has read, to read theirs at once."""
+        return [state.member.pk for state in self.states.values() if state is not None]
 
     def member_state(self, member_ref: str) -> tuple[Member, Account, TierContext]:
         """For `rewards.earning`: the member, its locked account and its tier, or SlowLane."""
@@ -406,6 +485,8 @@ class _Batch:
     def _flush(self) -> None:
         """Write what the set-based events computed: one statement per table."""
         writes = self.writes
+        for extension in self.extensions.values():
+            extension.flush()
         if not writes:
             return
         self.writes = _Writes()
@@ -415,6 +496,7 @@ class _Batch:
         EarnedLot.objects.bulk_create(writes.lots)
         OutboxEvent.objects.bulk_create(writes.outbox)
         points_changed_batch(self.tenant, writes.changes)
+        self._caps_write(writes.caps)
         self._inbox_results(writes.inbox)
         if writes.outbox:
             relay_after_commit()
@@ -441,6 +523,25 @@ class _Batch:
         if updated != set(deltas):
             # The accounts are locked and only credited here: this cannot happen. Undo the batch.
             raise RuntimeError(f"balances not updated: {sorted(set(deltas) - updated)}")
+
+    def _caps_write(self, caps: dict[tuple, int]) -> None:
+        if not caps:
+            return
+        table = connection.ops.quote_name(MultiplierUsage._meta.db_table)
+        rows = sorted(caps.items(), key=lambda item: (str(item[0][0]), item[0][1], item[0][2]))
+        sql = (
+            f"INSERT INTO {table} (tenant_id, multiplier_id, member_id, period_start, extra_points) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(rows))} "
+            "ON CONFLICT (multiplier_id, member_id, period_start) "
+            f"DO UPDATE SET extra_points = {table}.extra_points + EXCLUDED.extra_points"
+        )
+        params = [
+            v
+            for (member_pk, rule_id, period), extra in rows
+            for v in (self.tenant.pk, rule_id, member_pk, period, extra)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
     def _inbox_results(self, rows: list[InboundEvent]) -> None:
         if not rows:

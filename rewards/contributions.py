@@ -31,6 +31,9 @@ class IncentiveContext:
     tier: TierContext | None = None
     # Campaigns (ids) a first attempt at this event found out of budget at its end (EventRetry).
     exhausted: frozenset = frozenset()
+    # The set-based batch applying this event (rewards.batch), if any: providers may hand it
+    # their writes (`batch.extension`) to make them once for the whole batch.
+    batch: Any = None
 
 
 @dataclass(frozen=True)

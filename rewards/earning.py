@@ -322,10 +322,11 @@ def _snapshot(
     capped = [m for m in used if m is not None and m.cap_points is not None and m.cap_period]
     if not capped:
         return snapshot
-    if batch is not None:
-        raise SlowLane("a capped multiplier: its usage is read and written per event")
     cap_used = {rule.id: 0 for rule in capped}
     periods = {rule.id: _period_start(tenant, now, rule.cap_period) for rule in capped}
+    if batch is not None:
+        cap_used = {rule_id: batch.cap_used(member, rule_id, period) for rule_id, period in periods.items()}
+        return replace(snapshot, cap_used=cap_used)
     rows = MultiplierUsage.objects.filter(
         member=member, multiplier_id__in=list(periods), period_start__in=set(periods.values())
     ).values_list("multiplier_id", "period_start", "extra_points")
@@ -335,11 +336,16 @@ def _snapshot(
     return replace(snapshot, cap_used=cap_used)
 
 
-def _record_cap_usage(*, tenant: Tenant, member: Member, calc: Calculation, snapshot: Snapshot, now: datetime):
+def _record_cap_usage(
+    *, tenant: Tenant, member: Member, calc: Calculation, snapshot: Snapshot, now: datetime, batch=None
+):
     rules = {m.id: m for m in snapshot.multipliers}
     for multiplier_id, extra in calc.multiplier_extra.items():
         rule = rules[multiplier_id]
         if rule.cap_points is None or not rule.cap_period or extra <= 0:
+            continue
+        if batch is not None:
+            batch.cap_add(member, multiplier_id, _period_start(tenant, now, rule.cap_period), extra)
             continue
         # One upsert (the row may not exist yet this period); the member's account lock
         # orders one member's events, the increment never loses another's.
@@ -491,14 +497,18 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhaust
     base = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     # Campaigns see what the purchase earns on its own (a "double points" campaign doubles it).
     context = IncentiveContext(
-        base_points=base.explanation["basePoints"], now=now, dry_run=dry_run, tier=tier, exhausted=exhausted
+        base_points=base.explanation["basePoints"],
+        now=now,
+        dry_run=dry_run,
+        tier=tier,
+        exhausted=exhausted,
+        batch=batch,
     )
     if batch is not None:
         previewed = incentives_preview(tenant, member, event, context)
         if previewed is None:
-            # A campaign gives something: its writes (incentive, caps, budget) are this
-            # event's own, in a savepoint the batch rolls back if the event leaves its lane.
-            batch.savepoint()
+            # A campaign gives something: it hands the batch what it writes, or makes this
+            # event's own rows in a savepoint the batch rolls back if the event leaves its lane.
             previewed = incentives_for(tenant, member, event, context)
         incentives = tuple(previewed)
     else:
@@ -506,7 +516,7 @@ def _transaction_created(*, tenant, inbox, event, grants, dry_run=False, exhaust
     snapshot = replace(snapshot, incentives=incentives)
     calc = calculate(lines=lines, occurred_at=event["occurred_at"], snapshot=snapshot)
     if not dry_run:
-        _record_cap_usage(tenant=tenant, member=member, calc=calc, snapshot=snapshot, now=now)
+        _record_cap_usage(tenant=tenant, member=member, calc=calc, snapshot=snapshot, now=now, batch=batch)
     return _award(
         tenant=tenant,
         member=member,
