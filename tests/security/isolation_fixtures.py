@@ -20,8 +20,8 @@ from redemptions.services import redemption_request
 from rewards import categories, credit, services
 from rewards.earning import event_ingest
 from rewards.models import CreditPurchase, OutboxEvent
-from tenants.models import ApiKey, Tenant, WebhookDelivery
-from tenants.services import limit_upsert
+from tenants.models import Tenant, WebhookDelivery
+from tenants.services import api_key_create, limit_upsert
 from tenants.webhooks import webhook_deliveries_enqueue, webhook_endpoint_create
 from tests.factories import MemberFactory, TenantFactory
 from tiers import services as tier_services
@@ -51,7 +51,7 @@ def populate(tag: str) -> World:
     services.points_adjust(tenant=tenant, member=member, points=500, reason=f"{tag} seed", actor="test")
     limit_upsert(tenant=tenant, scope="USER", member_ref=ref, max_per_day=10)
     token, _ = services.member_token_issue(member=member)
-    second_key = services_api_key(tenant, f"{tag}-second-key")
+    second_key = api_key_create(tenant=tenant, name=f"{tag}-second-key").api_key
 
     category = categories.category_create(tenant=tenant, code=f"{tag}-dining", name=f"{tag} dining", mcc_codes=["5812"])
     multiplier = categories.multiplier_create(tenant=tenant, category=category, factor=Decimal("2"))
@@ -157,12 +157,6 @@ def populate(tag: str) -> World:
         },
         secrets=(tenant.raw_api_key, webhook.secret, str(member.pk)),
     )
-
-
-def services_api_key(tenant: Tenant, name: str) -> ApiKey:
-    from tenants.services import api_key_create
-
-    return api_key_create(tenant=tenant, name=name).api_key
 
 
 def _uuid_columns() -> dict[str, list[str]]:
