@@ -115,10 +115,19 @@ def engine_bench() -> None:
     for b in range(BATCHES):
         events = [_purchase(rng, f"{run_id}-b{b}-{i}", (b * 500 + i) % (MEMBERS - 40)) for i in range(500)]
         connection.queries_log.clear()
+        profiler = None
+        if os.environ.get("ENGINE_PROFILE") and b == BATCHES - 1:
+            from pyinstrument import Profiler
+
+            profiler = Profiler()
+            profiler.start()
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
             response = client.post("/api/v1/events:batch", {"events": events}, format="json")
             elapsed = time.perf_counter() - started
+        if profiler is not None:
+            profiler.stop()
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
         assert response.status_code < 300, response.content[:500]
         rates.append(500 / elapsed)
         batch_queries.append(len(captured.captured_queries))

@@ -15,13 +15,31 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
+
+# Within `cache_reads_pinned`: what each entry was read as, so that a long unit of work (a
+# batch of events) asks the cache once per entry instead of once per use.
+_pinned: ContextVar[dict | None] = ContextVar("tenant_cache_pinned", default=None)
+
+
+@contextmanager
+def cache_reads_pinned() -> Iterator[None]:
+    """Read each cached entry once for the block and reuse it: one snapshot of the tenant's
+    configuration for a whole batch. A write in the block to what an entry caches still
+    bypasses the cache (`retire_pending`), as outside."""
+    token = _pinned.set({})
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
 
 
 class TenantCache:
@@ -47,6 +65,14 @@ class TenantCache:
         if self.retire_pending(tenant_pk):
             return load(), False
         key, generation_key = self.key(tenant_pk, parts), self.generation_key(tenant_pk)
+        pinned = _pinned.get()
+        if pinned is not None:
+            if key not in pinned:
+                pinned[key] = self._get_or_load(key, generation_key, load)
+            return pinned[key]
+        return self._get_or_load(key, generation_key, load)
+
+    def _get_or_load(self, key: str, generation_key: str, load: Callable[[], Any]) -> tuple[Any, bool]:
         try:
             found = cache.get_many([key, generation_key])
             generation = found.get(generation_key)

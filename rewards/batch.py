@@ -44,6 +44,7 @@ from django.utils import timezone
 from django_guid import get_guid
 from prometheus_client import Counter
 
+from core.cache import cache_reads_pinned
 from core.exceptions import DomainError
 from rewards.categories import category_config_get
 from rewards.contributions import (
@@ -165,7 +166,7 @@ class _Batch:
                 event = {**event, "occurred_at": timezone.now()}
             prepared.append((event, digest))
         try:
-            with transaction.atomic():
+            with transaction.atomic(), cache_reads_pinned():
                 outcomes = self._apply(prepared)
         except BaseException:
             for grant in self.grants:
