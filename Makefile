@@ -10,7 +10,7 @@ DEPS := $(VENV)/.deps-installed
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/loyalty)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test setup chromium lint check-migrations contracts pytest bench soak services lock clean
+.PHONY: run test test-slow setup chromium lint check-migrations contracts pytest bench soak services lock clean
 
 $(DEPS): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,14 @@ test: $(DEPS) chromium
 		$(PY) manage.py makemigrations --check --dry-run
 	@echo "==> OpenAPI schema (no warnings)" && $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	@echo "==> pytest" && DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
-		$(BIN)/pytest $(PYTEST_ARGS)
+		$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## make test-slow: the thorough variants left out of make test (pytest -m slow), on PostgreSQL and Redis
+test-slow: $(DEPS)
+	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
+	@DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) scripts/ensure_database.py
+	@echo "==> pytest -m slow" && DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
+		$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 lint: $(DEPS)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

@@ -4,9 +4,10 @@ A PostgreSQL restart ends every session: each open transaction is rolled back an
 client's connection is gone. Here the session serving a `POST /events:batch` is ended by the
 server itself (`pg_terminate_backend`, which is what a restart does to each session) while
 the batch is half-written, from a trigger on the ledger, so the fault lands inside an event's
-transaction whatever the code path. What must hold: no event is half applied (an inbound event
-without its transfer, a transfer without its balance), the ledger verifies, and posting the
-same batch again applies every event exactly once.
+transaction whatever the code path. What must hold: no partial batch (a batch is one
+transaction: none of its events is applied, and none half applied: an inbound event without its
+transfer, a transfer without its balance), the ledger verifies, and posting the same batch again
+applies every event exactly once.
 """
 
 import threading
@@ -92,9 +93,10 @@ def test_a_batch_cut_by_a_lost_session_leaves_no_half_event_and_completes_on_ret
 
     # then the request failed (the client sees an error, not a success)
     assert "error" in cut or cut["response"].status_code >= 500, cut
-    # and what was stored is whole events only: fewer than the batch, none half applied
+    # and nothing of the batch was stored: no partial batch, no half event
     stored = InboundEvent.objects.filter(tenant=tenant).count()
-    assert stored < KILL_AT
+    assert stored == 0
+    assert not Transfer.objects.filter(tenant=tenant).exists()
     assert_nothing_half_applied(tenant)
 
     # when the client posts the same batch again (the database is back: a new session)

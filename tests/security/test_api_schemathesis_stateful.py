@@ -200,7 +200,5 @@ def test_documented_workflows(in_process_app):
 # `make test-slow`: more and longer scenarios, along the inferred links too (about 280 in all).
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_documented_and_inferred_workflows_thoroughly(in_process_app, request):
-    if "slow" not in request.config.getoption("markexpr"):
-        pytest.skip("minutes long: run by `make test-slow` (pytest -m slow)")
+def test_documented_and_inferred_workflows_thoroughly(in_process_app):
     DocumentedAndInferredWorkflow.run(settings=scenario_settings(max_examples=150, steps=10))
