@@ -312,17 +312,25 @@ def webhook_endpoint_deactivate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint
 # Deliveries --------------------------------------------------------------------------------
 
 
-def webhook_deliveries_enqueue(*, tenant_id, envelope: dict) -> list:
+def webhook_endpoints_active(tenant_ids) -> dict:
+    """The active endpoints of each of `tenant_ids` (one query), for a relay batch to hand to
+    `webhook_deliveries_enqueue` instead of a query per event."""
+    found: dict = {tenant_id: [] for tenant_id in tenant_ids}
+    for endpoint in WebhookEndpoint.objects.filter(tenant_id__in=list(found), is_active=True).order_by("pk"):
+        found[endpoint.tenant_id].append(endpoint)
+    return found
+
+
+def webhook_deliveries_enqueue(*, tenant_id, envelope: dict, active=None) -> list:
     """Called inside the outbox relay's transaction: one PENDING delivery of the envelope per
-    active endpoint of the tenant that subscribes to its type. Returns the ids of the endpoints
-    that got a new delivery; a repeat of the same eventId creates nothing."""
+    active endpoint of the tenant that subscribes to its type (`active`: the tenant's active
+    endpoints, already read). Returns the ids of the endpoints that got a new delivery; a repeat
+    of the same eventId creates nothing."""
     event_type = str(envelope.get("type") or "")
     event_id = str(envelope["eventId"])
-    endpoints = [
-        endpoint
-        for endpoint in WebhookEndpoint.objects.filter(tenant_id=tenant_id, is_active=True)
-        if endpoint.subscribes_to(event_type)
-    ]
+    if active is None:
+        active = WebhookEndpoint.objects.filter(tenant_id=tenant_id, is_active=True)
+    endpoints = [endpoint for endpoint in active if endpoint.subscribes_to(event_type)]
     if not endpoints:
         return []
     now = timezone.now()

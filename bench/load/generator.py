@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 from bench.load.scenarios import CURRENCY, MEMBER_REF, SPEND_CATEGORIES, Scenario, cached_queries, uncached_queries
 
 JSON = {"Content-Type": "application/json"}
+SLOW_MS = 1000  # a request answered later than this is listed with when it started
 
 
 class Requests:
@@ -104,6 +105,15 @@ class Tally:
         self.headers: Counter = Counter()  # X-Cache hits and misses
         self.failures: list[str] = []  # a few bodies of what failed
         self.shed = 0  # open loop: requests not sent because too many were unanswered
+        self.t0 = time.perf_counter()
+        # When the platform was slow: (second of the run, ms, method and path) of each request
+        # answered after SLOW_MS, and the second of each shed request (the first 500 of each).
+        self.slow: list[tuple[float, float, str]] = []
+        self.shed_at: list[float] = []
+
+    def slow_add(self, started: float, took_ms: float, what: str) -> None:
+        if took_ms >= SLOW_MS and len(self.slow) < 500:
+            self.slow.append((round(started - self.t0, 1), round(took_ms), what))
 
     def add(self, status: int, took_ms: float, units: int, detail: str = "") -> None:
         self.latencies.append(took_ms)
@@ -115,6 +125,13 @@ class Tally:
 
 async def _send(session: aiohttp.ClientSession, base: str, requests: Requests, i: int, tally: Tally, started: float):
     method, path, headers, body, units = requests.build(i)
+    try:
+        await _exchange(session, base, requests, tally, started, method, path, headers, body, units)
+    finally:
+        tally.slow_add(started, (time.perf_counter() - started) * 1000, f"{method} {path.split('?')[0]}")
+
+
+async def _exchange(session, base, requests, tally, started, method, path, headers, body, units) -> None:
     try:
         async with session.request(method, base + path, headers=headers, data=body) as response:
             payload = await response.read()
@@ -171,6 +188,8 @@ async def _open(session, base, requests: Requests, scenario: Scenario, tally: Ta
             late = max(late, -wait * 1000)
         if len(tasks) >= scenario.concurrency:
             tally.shed += 1
+            if len(tally.shed_at) < 500:
+                tally.shed_at.append(round(scheduled - tally.t0, 1))
             continue
         task = asyncio.create_task(_send(session, base, requests, i, tally, scheduled))
         tasks.add(task)
@@ -196,7 +215,7 @@ async def run(context: dict, scenario: Scenario) -> dict:
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     late = 0.0
     async with aiohttp.ClientSession(context["base_url"], connector=connector, timeout=timeout) as session:
-        started = time.perf_counter()
+        started = tally.t0 = time.perf_counter()
         if scenario.mode == "open":
             late = await _open(session, "", requests, scenario, tally)
         else:
@@ -219,6 +238,8 @@ async def run(context: dict, scenario: Scenario) -> dict:
         "headers": dict(tally.headers),
         "failures": tally.failures,
         "shed": tally.shed,
+        "shed_at": tally.shed_at,
+        "slow": tally.slow,
         "latest_start_ms": late,
         "client_cpu_seconds": (used.ru_utime - cpu.ru_utime) + (used.ru_stime - cpu.ru_stime),
     }

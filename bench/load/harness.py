@@ -197,6 +197,15 @@ class Platform:
             return sorted(psutil.Process(self.server.pid).children(), key=lambda p: p.pid)
         return []
 
+    def relay_sweep(self) -> None:
+        """What beat does every 5 s in production (the benchmark runs no beat): queue one outbox
+        relay, which publishes events no commit queued a relay for (the loader's own)."""
+        app = Celery(broker=settings.REDIS_URL)
+        try:
+            app.send_task("rewards.tasks.outbox_relay", queue=self.queue)
+        finally:
+            app.close()
+
     def queue_length(self) -> int:
         client = redis.Redis.from_url(settings.REDIS_URL)
         try:
@@ -448,7 +457,25 @@ def _line(result: dict) -> str:
         f"    cores busy: {cores}"
         f"{f'; server CPU {per_request:.1f} ms a request' if per_request else ''}\n"
         f"    database sessions: {sessions or 'idle'}"
+        f"{_slow_line(result)}"
     )
+
+
+def _slow_line(result: dict) -> str:
+    """When the platform was slow in an open-loop run: the 10-second windows holding requests
+    answered after generator.SLOW_MS, and shed requests, with what those requests were."""
+    slow, shed_at = result.get("slow") or [], result.get("shed_at") or []
+    if result["scenario"]["mode"] != "open" or not (slow or shed_at):
+        return ""
+    windows = Counter(int(started // 10) * 10 for started, _, _ in slow)
+    shed_windows = Counter(int(started // 10) * 10 for started in shed_at)
+    moments = ", ".join(
+        f"{start}-{start + 10} s: {windows[start]} slow"
+        + (f", {shed_windows[start]} shed" if shed_windows[start] else "")
+        for start in sorted(set(windows) | set(shed_windows))
+    )
+    kinds = Counter(what for _, _, what in slow).most_common(4)
+    return f"\n    answered after 1 s: {len(slow)} ({', '.join(f'{what} {n}' for what, n in kinds)}); when: {moments}"
 
 
 def _drain(tenant, platform: Platform) -> tuple[float, int]:
@@ -459,6 +486,7 @@ def _drain(tenant, platform: Platform) -> tuple[float, int]:
     first_open = None
     deadline = started + _env_int("BENCH_DRAIN_SECONDS", 240)
     open_statuses = [Redemption.Status.PENDING, Redemption.Status.FULFILLING]
+    next_sweep = started + 5
     while True:
         unpublished = OutboxEvent.objects.filter(tenant=tenant, published_at__isnull=True).count()
         open_redemptions = Redemption.objects.filter(tenant=tenant, status__in=open_statuses).count()
@@ -473,6 +501,9 @@ def _drain(tenant, platform: Platform) -> tuple[float, int]:
         if not (unpublished or open_redemptions or queued):
             print()
             return time.monotonic() - started, first_open
+        if unpublished and not queued and time.monotonic() >= next_sweep:
+            platform.relay_sweep()
+            next_sweep = time.monotonic() + 5
         if time.monotonic() > deadline:
             print("\n  the worker did not drain in time; the figures below include what is still open")
             return time.monotonic() - started, first_open
