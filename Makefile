@@ -80,7 +80,7 @@ bench: $(DEPS)
 ## make soak: 10 minutes of mixed load on the platform in its production shape; fails on any
 ## error, on memory growing past 10 %, or on a broken ledger or stock invariant at the end
 SOAK_SECONDS ?= 600
-SOAK_RATE ?= 50
+SOAK_RATE ?= 30
 soak: $(DEPS)
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" bash scripts/ensure-services.sh
 	@DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" BENCH_LOAD_SCENARIOS=baseline \

@@ -25,7 +25,15 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from bench.load.scenarios import CURRENCY, MEMBER_REF, SPEND_CATEGORIES, Scenario, cached_queries, uncached_queries
+from bench.load.scenarios import (
+    CURRENCY,
+    MEMBER_REF,
+    MIXED,
+    SPEND_CATEGORIES,
+    Scenario,
+    cached_queries,
+    uncached_queries,
+)
 
 JSON = {"Content-Type": "application/json"}
 SLOW_MS = 1000  # a request answered later than this is listed with when it started
@@ -71,9 +79,7 @@ class Requests:
     def build(self, i: int) -> tuple[str, str, dict, bytes | None, int]:
         kind = self.scenario.kind
         if kind == "mixed":
-            # The soak's day: 4 events, 3 balance reads and 3 searches in every 10 requests.
-            kind = ("event",) * 4 + ("me",) * 3 + ("search-cached",) * 3
-            kind = kind[i % 10]
+            kind = MIXED[i % len(MIXED)]
         if kind == "baseline":
             return "POST", "/_bench/baseline", {}, None, 1
         if kind == "event":

@@ -119,13 +119,19 @@ def scenarios() -> list[Scenario]:
     return [scenario for scenario in every if not wanted or scenario.name in wanted]
 
 
+# The soak's day: 4 events, 3 balance reads and 3 searches in every 10 requests.
+MIXED = ("event",) * 4 + ("me",) * 3 + ("search-cached",) * 3
+
+
 def warmup() -> list[Scenario]:
     """A few seconds of every request on every server worker before anything is measured:
     imports, connections, caches and the limit counters are made here, not in the figures."""
     kinds = ("baseline", "event", "me", "search-cached", "search-uncached", "redemption")
     if os.environ.get("BENCH_LOAD_SCENARIOS"):
         # Only what the chosen scenarios send (a run of `me` alone warms no event path).
-        chosen = {scenario.kind for scenario in scenarios()}
+        chosen = {scenario.kind for scenario in [*scenarios(), soak()] if scenario is not None}
+        if "mixed" in chosen:  # the soak's requests
+            chosen |= set(MIXED)
         kinds = tuple(kind for kind in kinds if kind in chosen)
         batch = "batch" in chosen
     else:
