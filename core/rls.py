@@ -154,18 +154,25 @@ def tenant_scope_exit() -> None:
     if connection.connection is None or connection.connection is not _scope.connection:
         return  # closed or replaced since: a new connection opens as the platform
     try:
-        with connection.cursor() as cursor:
-            _reset(cursor)
-    except Error:
-        logger.warning("closing a connection whose tenant scope could not be reset")
-        if not connection.in_atomic_block:
-            connection.close()
+        _reset_or_close()
     finally:
         _scope.connection = None
 
 
 def _reset(cursor) -> None:
     cursor.execute("SELECT set_config('role', 'none', false), set_config(%s, %s, false)", [SETTING, PLATFORM])
+
+
+def _reset_or_close() -> None:
+    """Widen this connection to the platform again; one that cannot be reset (broken by what
+    ran on it) is closed rather than reused narrowed."""
+    try:
+        with connection.cursor() as cursor:
+            _reset(cursor)
+    except Error:
+        logger.warning("closing a connection whose tenant scope could not be reset")
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 @contextmanager
@@ -214,13 +221,7 @@ def tenant_scope_reset() -> None:
     _scope.connection = None
     if not enabled() or connection.connection is None:
         return
-    try:
-        with connection.cursor() as cursor:
-            _reset(cursor)
-    except Error:
-        logger.warning("closing a connection whose tenant scope could not be reset")
-        if not connection.in_atomic_block:
-            connection.close()
+    _reset_or_close()
 
 
 def task_scope_reset(task=None, **_signal_kwargs) -> None:
