@@ -17,7 +17,7 @@ batch commits.
 Capped multipliers' usage is read for the batch's members at once and written with one
 upsert. An event whose outcome depends on other writes made per event is applied on its own,
 in order, inside the batch's transaction, exactly as `POST /api/v1/events` applies it: a
-member not enrolled yet, an earning that would move the member's tier, held
+member not enrolled yet, a member whose tier an earlier earning in the batch moved, held
 (pending) points, limits checked in the database while Redis is away, a campaign budget found
 spent at the end of the event (`EventRetry`), refunds, actions and enrolments. The batch's
 writes so far go to the database first, so that event sees them; this is `SlowLane`. Either
@@ -122,6 +122,7 @@ class _MemberState:
     tier: TierContext
     headroom: int | None  # points left before a tier would move (None: no bound)
     balance: int  # the account's balance with the batch's credits so far
+    crossed: bool = False  # an earning reached the headroom: the tier moves at the flush
 
 
 @dataclass
@@ -135,6 +136,7 @@ class _Writes:
     changes: list[PointsChange] = field(default_factory=list)
     caps: dict[tuple, int] = field(default_factory=dict)  # (member pk, multiplier id, period) -> extra
     inbox: list[InboundEvent] = field(default_factory=list)
+    crossed: set = field(default_factory=set)  # pks of members whose tier the flush moves
 
     def __bool__(self) -> bool:
         return bool(self.inbox)
@@ -405,16 +407,15 @@ class _Batch:
         state = self.states[member_ref]
         if state is None:
             raise SlowLane("a member not enrolled yet, or not set-based")
+        if state.crossed:
+            # Its tier moves when the batch's writes so far are made: this event earns in the new one.
+            raise SlowLane("the member's tier moved earlier in the batch")
         return state.member, state.account, state.tier
 
     # Writes -------------------------------------------------------------------------------
 
     def reserve(self, *, member: Member, points: int) -> str:
-        """For `rewards.earning`: the id the earning's transfer will have, unless the earning
-        would move the member's tier (SlowLane)."""
-        headroom = self.states[member.external_ref].headroom
-        if headroom is not None and points >= headroom:
-            raise SlowLane("the earning would move the member's tier")
+        """For `rewards.earning`: the id the earning's transfer will have."""
         return str(uuid.uuid4())
 
     def credit(
@@ -433,6 +434,11 @@ class _Batch:
         state = self.states[member.external_ref]
         if state.headroom is not None:
             state.headroom -= points
+            if state.headroom <= 0:
+                # The flush moves the tier after counting, as `points_changed` does after this
+                # one event (nothing later in an event reads the tier).
+                state.crossed = True
+                self.writes.crossed.add(member.pk)
         state.balance += points
         tenant = self.tenant
         transfer = Transfer(
@@ -496,7 +502,7 @@ class _Batch:
         Transfer.objects.bulk_create(writes.transfers)
         EarnedLot.objects.bulk_create(writes.lots)
         OutboxEvent.objects.bulk_create(writes.outbox)
-        points_changed_batch(self.tenant, writes.changes)
+        points_changed_batch(self.tenant, writes.changes, frozenset(writes.crossed))
         self._caps_write(writes.caps)
         self._inbox_results(writes.inbox)
         if writes.outbox:

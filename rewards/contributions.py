@@ -100,7 +100,9 @@ IncentivePreview = Callable[[Any, Any, dict, IncentiveContext], "list[Incentive]
 # (tenant, members, now) -> {member pk: points the member may still earn before something
 # happens at once (an upgrade), None for nothing}; a member missing is never set-based.
 PointsHeadroom = Callable[[Any, list, datetime], dict]
-BatchPointsListener = Callable[[Any, list], None]  # (tenant, [PointsChange]) for many earnings at once
+# (tenant, [PointsChange], crossed) for many earnings at once; `crossed` holds the members
+# whose last earning reached their headroom: for them the listener then acts as for one.
+BatchPointsListener = Callable[[Any, list, frozenset], None]
 RefundListener = Callable[[RefundContext], list[dict]]  # -> what it reversed, for the explanation
 
 _tier_provider: TierProvider | None = None
@@ -151,10 +153,12 @@ def action_codes(tenant) -> list[str]:
 def register_points_listener(
     listener: PointsListener, batch: BatchPointsListener | None = None, headroom: PointsHeadroom | None = None
 ) -> None:
-    """`batch(tenant, changes)`, with `headroom`, is the listener's set-based form: it does
-    for many earnings what `listener` does for one, for members whose earnings stay within
-    the points `headroom(tenant, members, now)` gives them (an upgrade, say, is left to
-    `listener`). Without it, the set-based batch path is not used."""
+    """`batch(tenant, changes, crossed)`, with `headroom`, is the listener's set-based form:
+    it does for many earnings what `listener` does for one. The points `headroom(tenant,
+    members, now)` gives a member are what it may earn with nothing to do but count them;
+    for the members in `crossed`, whose last earning in `changes` reached that headroom, it
+    then does what `listener` does at once (an upgrade, say). Without it, the set-based batch
+    path is not used."""
     if listener not in _listeners:
         _listeners.append(listener)
     if batch is not None and headroom is not None:
@@ -247,9 +251,11 @@ def points_headroom(tenant, members: list, now: datetime) -> dict:
     return headroom
 
 
-def points_changed_batch(tenant, changes: list[PointsChange]) -> None:
+def points_changed_batch(tenant, changes: list[PointsChange], crossed: frozenset = frozenset()) -> None:
+    """`crossed`: the pks of the members whose last earning in `changes` reached the headroom
+    `points_headroom` gave them."""
     for batch, _bound in _batch_forms.values():
-        batch(tenant, changes)
+        batch(tenant, changes, crossed)
 
 
 def refund_applied(context: RefundContext) -> list[dict]:

@@ -280,9 +280,11 @@ def points_headroom(tenant: Tenant, members: list[Member], now: datetime) -> dic
     return headroom
 
 
-def points_changed_batch(tenant: Tenant, changes: list[PointsChange]) -> None:
+def points_changed_batch(tenant: Tenant, changes: list[PointsChange], crossed: frozenset = frozenset()) -> None:
     """`points_changed` for many earnings at once, for members `points_headroom` cleared: each
-    change counted once, and the months' qualifying points added in one upsert."""
+    change counted once, and the months' qualifying points added in one upsert. The members
+    in `crossed` reached their next tier's minimum with their last change here: they are
+    then upgraded as `points_changed` upgrades, their assignments locked in pk order."""
     changes = [change for change in changes if change.points]
     if not changes:
         return
@@ -314,6 +316,31 @@ def points_changed_batch(tenant: Tenant, changes: list[PointsChange]) -> None:
                 for (member_pk, month), points in months.items()
                 for v in (_db_uuid(tenant.pk), _db_uuid(member_pk), month, points)
             ],
+        )
+    if crossed:
+        _upgrade_crossed(tenant, keys, fresh, crossed, now)
+
+
+def _upgrade_crossed(tenant: Tenant, keys: dict, fresh: set, crossed: frozenset, now: datetime) -> None:
+    last = {}  # member pk -> its last change counted here
+    for key, change in keys.items():
+        if change.member.pk in crossed:
+            last[change.member.pk] = (key, change)
+    tiers = tier_list(tenant=tenant)
+    if not tiers:
+        return
+    policy = policy_cached(tenant)
+    for _pk, (key, change) in sorted(last.items(), key=lambda item: str(item[0])):
+        if key not in fresh:
+            continue  # counted before: `points_changed` would not act on it either
+        _evaluate(
+            member=change.member,
+            assignment=_assignment_lock(change.member, now),
+            now=now,
+            event_id=change.event_id,
+            downgrade=False,
+            tiers=tiers,
+            policy=policy,
         )
 
 

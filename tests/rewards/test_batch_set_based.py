@@ -25,7 +25,7 @@ from tenants.services import limit_upsert
 from tests.campaigns.helpers import action, campaign_make, purchase, refund
 from tests.factories import TenantFactory
 from tests.rewards.test_earning_concurrency import run_in_threads
-from tiers.models import QualifyingPoints, Tier, TierAssignment
+from tiers.models import QualifyingPoints, Tier, TierAssignment, TierHistory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,6 +134,11 @@ def _state(tenant) -> dict:
         "transfers": Counter(Transfer.objects.filter(tenant=tenant).values_list("kind", flat=True)),
         "outbox": Counter(OutboxEvent.objects.filter(tenant=tenant).values_list("type", flat=True)),
         "inbox": Counter(InboundEvent.objects.filter(tenant=tenant).values_list("status", flat=True)),
+        "tier_history": Counter(
+            TierHistory.objects.filter(tenant=tenant).values_list(
+                "member__external_ref", "from_tier__tier_id", "to_tier__tier_id", "reason", "event_id"
+            )
+        ),
         "incentives": Counter(
             Incentive.objects.filter(tenant=tenant).values_list("campaign__name", "type", "reward_amount")
         ),
@@ -218,6 +223,40 @@ def test_a_batch_of_purchases_by_known_members_costs_a_few_statements_not_a_few_
     assert OutboxEvent.objects.filter(tenant=tenant, type="points.credited").count() == 401
     assert QualifyingPoints.objects.filter(tenant=tenant).aggregate(s=Sum("points"))["s"] == 400 * 20 + 100
     assert ledger_verify(tenant=tenant).ok
+
+
+def test_tier_upgrades_stay_in_the_batch_and_the_members_next_purchase_earns_in_the_new_tier():
+    # given members 100 points below Silver (1.5x), and a batch where each crosses it and buys again
+    tenant, one_by_one = TenantFactory(), TenantFactory()
+    for t in (tenant, one_by_one):
+        Tier.objects.create(tenant=t, tier_id="base", names={"en": "Base"}, min_points=0)
+        Tier.objects.create(
+            tenant=t, tier_id="silver", names={"en": "Silver"}, min_points=500, earn_multiplier=Decimal("1.5")
+        )
+        for i in range(30):
+            member_create(tenant=t, external_ref=f"m-{i}")
+            event_ingest(tenant=t, event=_validated(purchase(f"start-{i}", member_ref=f"m-{i}", amount="400.00")))
+    crossing = [_validated(purchase(f"x-{i}", member_ref=f"m-{i}", amount="150.00")) for i in range(30)]
+    again = [_validated(purchase(f"y-{i}", member_ref=f"m-{i}", amount="100.00")) for i in range(0, 30, 3)]
+    set_before = batch_module.BATCH_EVENTS.labels(lane="set")._value.get()
+
+    # when they come as one batch (and one by one to the other tenant)
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = events_apply(tenant=tenant, events=[dict(e) for e in crossing + again])
+    singles = [event_ingest(tenant=one_by_one, event=dict(e)) for e in crossing + again]
+
+    # then every crossing was applied set-based, and the later purchases earn at 1.5x
+    assert [o.body["points"] for o in outcomes] == [150] * 30 + [150] * 10
+    assert batch_module.BATCH_EVENTS.labels(lane="set")._value.get() - set_before == 30
+    assert [_normal(o.body) for o in outcomes] == [_normal(o.body) for o in singles]
+    # and the upgrades, their history and announcements are those of the events one by one
+    assert _state(tenant) == _state(one_by_one)
+    assert TierAssignment.objects.filter(tenant=tenant, tier__tier_id="silver").count() == 30
+    assert OutboxEvent.objects.filter(tenant=tenant, type="vip_tier.assigned").count() == 30 + 30  # default, silver
+    assert ledger_verify(tenant=tenant).ok
+    # and the 30 crossings' transfers went in with one INSERT; each later purchase wrote its own
+    inserts = [q for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "rewards_transfer"')]
+    assert len(inserts) == 1 + 10
 
 
 def test_a_batch_that_fails_midway_leaves_nothing_behind(monkeypatch):
