@@ -85,3 +85,49 @@ def test_batch_applies_the_valid_and_reports_the_rest(api_client, tenant):
     statuses = [r["status"] for r in response.json()["results"]]
     assert statuses == ["applied", "invalid", "duplicate", "rejected"]
     assert response.json()["results"][1]["errors"][0]["attr"] == "amount"
+
+
+def test_validation_reuses_one_serializer_per_thread_and_carries_nothing_between_events():
+    # given events validated one after another (the batch's serializer is reused) and each afresh
+    from rest_framework import serializers
+    from rest_framework.exceptions import ValidationError
+
+    from rewards.api.events import EVENT_SERIALIZERS, event_validate
+
+    def fresh(body):
+        serializer = EVENT_SERIALIZERS[body["type"]](data=body)
+        if not serializer.is_valid():
+            return ("invalid", serializer.errors)
+        return ("valid", {**serializer.validated_data, "type": body["type"]})
+
+    def reused(body):
+        try:
+            return ("valid", event_validate(body))
+        except ValidationError as exc:
+            return ("invalid", exc.detail)
+
+    def snake(event_id, member_ref, **extra):  # as the parser hands events over
+        return {
+            "type": "transaction.created",
+            "event_id": event_id,
+            "member_ref": member_ref,
+            "amount": "12.50",
+            "currency": "USD",
+            **extra,
+        }
+
+    bodies = [
+        snake("v-1", "m-1", line_items=[{"amount": "2.00", "sku": "a"}]),
+        snake("v-2", "m-1", currency="usd"),
+        snake("v-3", "m-2", line_items=[{"amount": "99.00"}]),
+        snake("v-4", "m-3"),
+    ]
+
+    # then every outcome, error and value is the same, and nothing of an earlier event leaks
+    outcomes = [reused(body) for body in bodies]
+    assert outcomes == [fresh(body) for body in bodies]
+    assert [kind for kind, _ in outcomes] == ["valid", "invalid", "invalid", "valid"]
+    assert set(outcomes[1][1]) == {"currency"}
+    assert set(outcomes[2][1]) == {"line_items"}
+    assert "line_items" not in outcomes[3][1] and outcomes[3][1]["member_ref"] == "m-3"
+    assert isinstance(outcomes[1][1]["currency"][0], serializers.ErrorDetail)
