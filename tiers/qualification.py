@@ -440,7 +440,7 @@ def member_tier_summary(member: Member) -> dict | None:
         return None
     now = timezone.now()
     policy = policy_cached(tenant)  # retired on every committed policy write (tiers/cache.py)
-    assignment = assignment_with_points(member=member, since=_window_start(tenant, policy, now))
+    assignment = assignment_with_points(member=member, since=_window_start(tenant, policy, now), tiers=tiers)
     tier = assignment.tier if assignment else None
     points = max(0, assignment.points) if assignment else qualifying_points(member=member, policy=policy, now=now)
     locale, fallback = member.locale, tenant.default_locale

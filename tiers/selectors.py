@@ -4,8 +4,8 @@ a tier's name is shown in."""
 import re
 from datetime import date
 
-from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import QuerySet
 
 from core.i18n import locale_choose
 from tenants.models import Tenant
@@ -93,16 +93,32 @@ def tier_locale_choose(
     )
 
 
-def assignment_with_points(*, member, since: date | None) -> TierAssignment | None:
-    """The member's tier assignment (its tier joined) with `points`, their qualifying points
-    from the month `since` on (all of them with None), in one query: /me shows both."""
-    rows = QualifyingPoints.objects.filter(member_id=OuterRef("member_id"))
+def assignment_with_points(*, member, since: date | None, tiers: list[Tier]) -> TierAssignment | None:
+    """The member's tier assignment with `points`, their qualifying points from the month
+    `since` on (all of them with None), in one query: /me shows both. Its tier is taken from
+    `tiers` (the tenant's, as `tier_list` caches them) and read only if missing there.
+
+    Written out, not annotated: compiling the ORM's Subquery and Coalesce cost six times the
+    query itself on every /me (3.7 ms against 0.6 ms on the 2-core bench machine)."""
+    quote = connection.ops.quote_name
+    member_id = TierAssignment._meta.pk.get_db_prep_value(member.pk, connection)  # SQLite: hex digits
+    window, params = "", [member_id]
     if since is not None:
-        rows = rows.filter(month__gte=since)
-    total = rows.order_by().values("member_id").annotate(total=Sum("points")).values("total")
-    return (
-        TierAssignment.objects.select_related("tier")
-        .filter(member=member)
-        .annotate(points=Coalesce(Subquery(total), Value(0)))
-        .first()
+        window = "AND q.month >= %s "
+        params.insert(0, QualifyingPoints._meta.get_field("month").get_db_prep_value(since, connection))
+    rows = list(
+        TierAssignment.objects.raw(
+            f"SELECT a.*, COALESCE((SELECT SUM(q.points) FROM {quote(QualifyingPoints._meta.db_table)} q "  # noqa: S608
+            f"WHERE q.member_id = a.member_id {window}), 0) AS points "
+            f"FROM {quote(TierAssignment._meta.db_table)} a WHERE a.member_id = %s",
+            params,
+        )
     )
+    if not rows:
+        return None
+    assignment = rows[0]
+    assignment.points = int(assignment.points)
+    by_pk = {tier.pk: tier for tier in tiers}
+    if assignment.tier_id in by_pk:
+        assignment.tier = by_pk[assignment.tier_id]
+    return assignment

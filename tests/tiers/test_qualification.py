@@ -169,6 +169,31 @@ def test_the_member_api_shows_the_tier_and_progress(tenant, ladder, api_client):
     assert body["tier"]["nextTier"] == {"tierId": "gold", "name": "Gold", "minPoints": 5000, "pointsToGo": 3800}
 
 
+def test_the_summary_counts_the_window_and_reads_a_tier_the_cached_list_lacks(tenant, ladder):
+    from tiers.models import QualifyingPoints
+    from tiers.qualification import member_tier_summary
+    from tiers.selectors import assignment_with_points
+
+    # given a member in Silver with 1,200 points this month and 700 four months ago
+    ingest(tenant, purchase("p-1", amount="1200.00"))
+    assignment = TierAssignment.objects.get(member__external_ref="m-1")
+    month = QualifyingPoints.objects.get(member=assignment.member).month
+    old_month = (month - timedelta(days=120)).replace(day=1)
+    QualifyingPoints.objects.create(tenant=tenant, member=assignment.member, month=old_month, points=700)
+
+    # then all months count without a window, and only the window's with one
+    found = assignment_with_points(member=assignment.member, since=None, tiers=list(ladder.values()))
+    assert (found.points, found.tier.tier_id) == (1900, "silver")
+    assert assignment_with_points(member=assignment.member, since=month, tiers=[]).points == 1200
+    # and a tier missing from the list given is read from the database
+    assert assignment_with_points(member=assignment.member, since=month, tiers=[]).tier == ladder["silver"]
+    # and the summary /me shows says the same under a rolling policy
+    TierPolicy.objects.create(tenant=tenant, qualification="ROLLING", window_months=3)
+    summary = member_tier_summary(assignment.member)
+    assert (summary["tier_id"], summary["qualifying_points"]) == ("silver", 1200)
+    assert summary["next_tier"]["points_to_go"] == 5000 - 1200
+
+
 def test_a_tenant_without_tiers_shows_none(tenant, api_client):
     ingest(tenant, purchase("p-1", amount="10.00"))
 
