@@ -10,7 +10,7 @@ import calendar
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import F, Q, Sum
+from django.db.models import F, Min, Q, Sum
 
 from rewards.models import EarnedLot, Member, Transfer
 from tenants.models import ExpiryPolicy, Tenant
@@ -83,14 +83,10 @@ def lots_open_total(*, member: Member, pending: bool = False) -> int:
 
 def lots_expiring(*, member: Member, before: datetime) -> tuple[int, datetime | None]:
     """Points that expire before `before`, and the earliest expiry among them."""
-    rows = EarnedLot.objects.filter(
+    found = EarnedLot.objects.filter(
         Q(member=member, remaining__gt=0, pending_until__isnull=True, expires_at__isnull=False, expires_at__lt=before)
-    ).order_by("expires_at")
-    total, earliest = 0, None
-    for remaining, expires_at in rows.values_list("remaining", "expires_at"):
-        total += remaining
-        earliest = earliest or expires_at
-    return total, earliest
+    ).aggregate(total=Sum("remaining"), earliest=Min("expires_at"))  # one row, however many lots
+    return found["total"] or 0, found["earliest"]
 
 
 def lots_restore(*, member: Member, taken: list[dict], transfer: Transfer, now: datetime) -> list[dict]:
