@@ -52,6 +52,26 @@ def test_get_member_with_its_balance(api_client, tenant, member):
     assert response.json()["id"] == str(member.pk)
 
 
+def test_expiring_soon_sums_the_spendable_lots_that_expire_within_30_days(api_client, tenant, member):
+    # given lots expiring in 3, 10 and 45 days, one never, one spent and one still pending
+    from rewards.models import EarnedLot
+
+    for points in (100, 200, 400, 800, 1600, 3200):
+        services.points_adjust(tenant=tenant, member=member, points=points, reason="x", actor="test")
+    lots = list(EarnedLot.objects.filter(member=member).order_by("points"))
+    now = timezone.now()
+    soon, later, beyond, never, spent, pending = lots
+    for lot, days in ((soon, 3), (later, 10), (beyond, 45), (spent, 5), (pending, 6)):
+        lot.expires_at = now + timedelta(days=days)
+    never.expires_at, spent.remaining, pending.pending_until = None, 0, now + timedelta(days=2)
+    EarnedLot.objects.bulk_update(lots, ["expires_at", "remaining", "pending_until"])
+
+    # then the member's detail counts the first two only, from the earliest
+    body = api_client.get(f"/api/v1/members/{member.external_ref}").json()["expiringSoon"]
+    assert body["points"] == 100 + 200 and body["withinDays"] == 30
+    assert abs(parse_datetime(body["firstExpiry"]) - soon.expires_at) < timedelta(seconds=1)
+
+
 def test_patch_member_changes_only_what_is_sent(api_client, member):
     response = api_client.patch(
         f"/api/v1/members/{member.external_ref}",
