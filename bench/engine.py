@@ -56,16 +56,9 @@ def engine_bench() -> None:
     from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
-    from bench.load import loader
-    from tenants.services import tenant_create
+    from bench.load.loader import engine_tenant
 
-    loader.MEMBERS = MEMBERS
-    tenant, issued = tenant_create(
-        name=f"bench-engine-{uuid.uuid4().hex[:8]}",
-        limits={"GLOBAL": {"max_per_day": 10**11}, "USER": {"max_per_day": 1_000_000}},
-    )
-    tiers = loader._config(tenant)
-    loader._members(tenant, tiers, random.Random(1))
+    _, issued = engine_tenant("bench-engine", MEMBERS)
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=issued.raw)
     rng = random.Random(7)

@@ -30,7 +30,7 @@ from bench.common import progress, report, timed  # noqa: E402
 from rewards.services import member_create, points_adjust  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
-SECTIONS = ("ledger", "catalog", "me", "redemptions", "realtime", "insights", "load")
+SECTIONS = ("ledger", "catalog", "me", "redemptions", "realtime", "insights", "replay", "load")
 
 
 def main() -> None:
@@ -72,6 +72,10 @@ def main() -> None:
             from bench.insights import insights_bench
 
             insights_bench()
+        if "replay" in wanted:
+            from bench.replay import replay_bench
+
+            replay_bench()
         if "load" in wanted:
             from bench.load.harness import load_bench
 

@@ -11,9 +11,14 @@ its line number and never stops the replay.
 import io
 import itertools
 import json
+import logging
 import math
+import multiprocessing
+import queue
 import random
 import time
+import traceback
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +26,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.core.management.base import CommandError
+from django.db import connection, connections
 from rest_framework.exceptions import ParseError, ValidationError
 
 from core.api.casing import camel
@@ -33,6 +39,8 @@ from rewards.earning import ACTION, TRANSACTION_CREATED, TRANSACTION_REFUNDED
 from rewards.management.commands.seed_demo import DEMO_SLUG
 from rewards.models import InboundEvent, Member
 from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 APPLIED, DUPLICATE, REJECTED, INVALID = "applied", "duplicate", "rejected", "invalid"
 DEFAULT_BATCH_SIZE = 500
@@ -136,53 +144,216 @@ def events_replay(
     tenant: Tenant,
     lines: Iterable[bytes | str],
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = 1,
     on_progress: Callable[[ReplaySummary], None] | None = None,
     on_problem: Callable[[LineProblem], None] | None = None,
 ) -> ReplaySummary:
     """Replay JSON Lines into the tenant's engine, `batch_size` lines at a time. Blank lines
-    are skipped; line numbers count every line, blank ones included."""
+    are skipped; line numbers count every line, blank ones included. With `workers` above 1
+    (PostgreSQL only) the lines are shared out by member among that many processes
+    (`_replay_parallel`)."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1.")
     summary = ReplaySummary()
     started = time.perf_counter()
 
-    def problem(found: LineProblem) -> None:
-        summary.count(found.status)
-        if len(summary.problems) < MAX_PROBLEMS_KEPT:
-            summary.problems.append(found)
-        if on_problem is not None:
-            on_problem(found)
-
-    def flush(batch: list[tuple[int, dict | LineProblem]]) -> None:
-        events = [entry for _, entry in batch if isinstance(entry, dict)]
-        results = iter(event_batch_ingest(tenant=tenant, events=events))
-        # In line order, the invalid lines among the others.
-        for line, entry in batch:
-            if isinstance(entry, LineProblem):
-                problem(entry)
+    def record(outcomes: list[tuple[str, LineProblem | None]]) -> None:
+        for status, found in outcomes:
+            summary.count(status)
+            if found is None:
                 continue
-            result = next(results)
-            if result.status == REJECTED:
-                problem(LineProblem(line, REJECTED, result.errors))
-            else:
-                summary.count(result.status)
+            if len(summary.problems) < MAX_PROBLEMS_KEPT:
+                summary.problems.append(found)
+            if on_problem is not None:
+                on_problem(found)
         summary.seconds = time.perf_counter() - started
         if on_progress is not None:
             on_progress(summary)
 
-    batch: list[tuple[int, dict | LineProblem]] = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            batch.append((number, event_parse(raw)))
-        except (ParseError, ValidationError) as exc:
-            batch.append((number, LineProblem(number, INVALID, tuple(_messages(exc.detail)))))
-        if len(batch) == batch_size:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
+    if workers > 1:
+        _replay_parallel(tenant=tenant, lines=lines, batch_size=batch_size, workers=workers, record=record)
+        summary.problems.sort(key=lambda found: found.line)
+    else:
+        chunk: list[tuple[int, bytes | str]] = []
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            chunk.append((number, raw))
+            if len(chunk) == batch_size:
+                record(_chunk_apply(tenant, chunk))
+                chunk = []
+        if chunk:
+            record(_chunk_apply(tenant, chunk))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _chunk_apply(tenant: Tenant, chunk: list[tuple[int, bytes | str]]) -> list[tuple[str, LineProblem | None]]:
+    """Parse and apply numbered lines as one batch: each line's status, in line order, with
+    what was wrong for an invalid or a rejected one."""
+    parsed: list[tuple[int, dict | LineProblem]] = []
+    for number, raw in chunk:
+        try:
+            parsed.append((number, event_parse(raw)))
+        except (ParseError, ValidationError) as exc:
+            parsed.append((number, LineProblem(number, INVALID, tuple(_messages(exc.detail)))))
+    results = iter(event_batch_ingest(tenant=tenant, events=[e for _, e in parsed if isinstance(e, dict)]))
+    outcomes: list[tuple[str, LineProblem | None]] = []
+    for number, entry in parsed:
+        if isinstance(entry, LineProblem):
+            outcomes.append((INVALID, entry))
+            continue
+        result = next(results)
+        if result.status == REJECTED:
+            outcomes.append((REJECTED, LineProblem(number, REJECTED, result.errors)))
+        else:
+            outcomes.append((result.status, None))
+    return outcomes
+
+
+# Parallel replay ----------------------------------------------------------------------
+#
+# A worker process per share of the members: one member's events all go to one worker, in
+# their order in the file, so what depends on a member's own history (a refund after its
+# purchase, a tier earned before the next purchase counts, caps, quests) comes out as in a
+# sequential replay. Events of different members run side by side, as they do when the API
+# takes them from many clients: which of them a shared campaign budget or a tenant-wide limit
+# cuts off may differ from a sequential replay, never how much is given in all.
+
+
+class ReplayWorkerFailed(Exception):
+    """A replay worker process stopped with an error (its traceback is the message)."""
+
+
+def _share_of(raw: bytes | str, workers: int, purchases: dict[int, int]) -> int:
+    """The worker a line goes to: by its memberRef (trimmed, as the API reads it). A refund
+    that names no member follows the purchase it refunds, when that was in this replay;
+    anything else (not JSON, no member) goes to the first worker, which reports it."""
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return 0
+    if not isinstance(event, dict):
+        return 0
+    ref = event.get("memberRef")
+    if isinstance(ref, str) and ref.strip():
+        share = zlib.crc32(ref.strip().encode()) % workers
+    else:
+        original = event.get("originalEventId")
+        # A 64-bit hash of the eventId, not the id: a day's ten million purchases in a few
+        # hundred MB. Two ids sharing a hash would only send a refund to another worker.
+        share = purchases.get(hash(original.strip()), 0) if isinstance(original, str) else 0
+    event_id = event.get("eventId")
+    if event.get("type") == TRANSACTION_CREATED and isinstance(event_id, str):
+        purchases[hash(event_id.strip())] = share
+    return share
+
+
+def _replay_parallel(
+    *,
+    tenant: Tenant,
+    lines: Iterable[bytes | str],
+    batch_size: int,
+    workers: int,
+    record: Callable[[list[tuple[str, LineProblem | None]]], None],
+) -> None:
+    """Share the lines out among `workers` forked processes, each with its own database
+    connection, and `record` each batch's outcomes as the workers report them."""
+    if connection.vendor != "postgresql":
+        raise ValueError("A replay with more than one worker needs PostgreSQL (SQLite takes one writer at a time).")
+    context = multiprocessing.get_context("fork")
+    connections.close_all()  # a forked process must open its own
+    inboxes = [context.Queue(maxsize=2) for _ in range(workers)]
+    outcomes = context.Queue()
+    processes = [
+        context.Process(target=_replay_worker, args=(tenant, inbox, outcomes), daemon=True) for inbox in inboxes
+    ]
+    for process in processes:
+        process.start()
+    running = workers
+
+    def collect(wait: float) -> None:
+        nonlocal running
+        try:
+            while True:
+                kind, payload = outcomes.get(timeout=wait)
+                wait = 0
+                if kind == "batch":
+                    record(payload)
+                elif kind == "failed":
+                    raise ReplayWorkerFailed(payload)
+                else:
+                    running -= 1
+        except queue.Empty:
+            pass
+        for process in processes:
+            if process.exitcode not in (None, 0):
+                raise ReplayWorkerFailed(f"A replay worker stopped (exit code {process.exitcode}).")
+
+    def send(share: int, item) -> None:
+        while True:
+            try:
+                inboxes[share].put(item, timeout=0.2)
+                return
+            except queue.Full:
+                collect(0)
+
+    try:
+        purchases: dict[int, int] = {}
+        chunks: list[list[tuple[int, bytes | str]]] = [[] for _ in range(workers)]
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            share = _share_of(raw, workers, purchases)
+            chunks[share].append((number, raw))
+            if len(chunks[share]) == batch_size:
+                send(share, chunks[share])
+                chunks[share] = []
+                collect(0)
+        for share, chunk in enumerate(chunks):
+            if chunk:
+                send(share, chunk)
+            send(share, None)
+        while running:
+            collect(0.5)
+    finally:
+        for process in processes:
+            if process.is_alive() and running:
+                process.terminate()
+            process.join()
+
+
+def _replay_worker(tenant: Tenant, inbox, outcomes) -> None:
+    """One worker's share: batches until told to stop (None), each batch's outcomes reported."""
+    try:
+        while (chunk := inbox.get()) is not None:
+            outcomes.put(("batch", _chunk_apply(tenant, chunk)))
+    except Exception:
+        logger.exception("replay worker failed")
+        outcomes.put(("failed", traceback.format_exc()))
+    finally:
+        connections.close_all()
+        outcomes.put(("done", None))
+        outcomes.close()
+        outcomes.join_thread()
+
+
+def replay_workers_add_argument(parser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Processes applying events side by side, each member's events on one of them in order "
+        "(default 1; more needs PostgreSQL).",
+    )
+
+
+def replay_workers_check(workers: int) -> None:
+    """What a command says of a --workers it cannot use, before it reads anything."""
+    if workers < 1:
+        raise CommandError("--workers must be at least 1.")
+    if workers > 1 and connection.vendor != "postgresql":
+        raise CommandError("--workers above 1 needs PostgreSQL (SQLite takes one writer at a time).")
 
 
 def lines_count(path: str) -> int:

@@ -162,6 +162,19 @@ def _qualifying(rng: random.Random) -> tuple[str, int]:
     return TIERS[-1][0], TIERS[-1][2]
 
 
+def engine_tenant(prefix: str, members: int):
+    """A tenant with the load benchmark's configuration and `members` members, with limits
+    high enough not to cut a benchmark's events off: (tenant, issued API key)."""
+    global MEMBERS
+    MEMBERS = members
+    tenant, issued = tenant_create(
+        name=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        limits={"GLOBAL": {"max_per_day": 10**11}, "USER": {"max_per_day": 1_000_000}},
+    )
+    _members(tenant, _config(tenant), random.Random(1))
+    return tenant, issued
+
+
 def _members(tenant: Tenant, tiers: dict[str, Tier], rng: random.Random) -> None:
     issuance = system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE)
     now = timezone.now()

@@ -261,3 +261,130 @@ def test_simulate_needs_members(db):
     TenantFactory(slug="demo")
     with pytest.raises(CommandError, match="no active members"):
         run("simulate", events=10)
+
+
+# Parallel replay (--workers): forked processes with their own connections, so the rows
+# must be committed for them to see (a transactional test database).
+
+
+def _twin_shops(slugs: tuple[str, ...], members: int) -> list:
+    tenants = []
+    for slug in slugs:
+        tenant = TenantFactory(slug=slug)
+        for i in range(members):
+            MemberFactory(tenant=tenant, external_ref=f"m-{i}")
+        tenants.append(tenant)
+    return tenants
+
+
+def _points_by_event(tenant) -> dict[str, tuple[str, int | None]]:
+    return {
+        event_id: (status, points)
+        for event_id, status, points in InboundEvent.objects.filter(tenant=tenant).values_list(
+            "event_id", "status", "points"
+        )
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_in_three_workers_applies_every_event_as_a_sequential_replay_does(tmp_path):
+    # given the same simulated month for two tenants with the same members, refunds that name
+    # no member (they follow their purchase to its worker), and lines that are not events
+    sequential, parallel = _twin_shops(("seq", "par"), members=12)
+    path = tmp_path / "events.jsonl"
+    run("simulate", events=400, tenant="seq", seed=11, out=str(path), until=UNTIL, action_codes=["app.login"])
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    for event in events:
+        if event["type"] == "transaction.refunded" and event["eventId"].endswith("1"):
+            del event["memberRef"]
+    assert any(e["type"] == "transaction.refunded" and "memberRef" not in e for e in events)
+    lines = [*events[:100], "{not json", *events[100:300], {"eventId": "x", "type": "action"}, *events[300:]]
+    path = write_jsonl(path, lines)
+
+    # when one replays them in one process and the other in three
+    out_seq, err_seq = run("replay_events", path, tenant="seq", batch_size=25)
+    out_par, err_par = run("replay_events", path, tenant="par", batch_size=25, workers=3)
+
+    # then both count the same, report the same bad lines, and every event earned the same
+    counts = {"events": 402, "applied": 400, "duplicate": 0, "rejected": 0, "invalid": 2}
+    assert summary_of(out_seq) == counts
+    assert summary_of(out_par) == counts
+    assert sorted(err_par.splitlines()) == sorted(err_seq.splitlines())
+    assert [line.split(":")[0] for line in sorted(err_par.splitlines())] == ["line 101", "line 302"]
+    assert _points_by_event(parallel) == _points_by_event(sequential)
+    assert len(_points_by_event(parallel)) == 400
+    for i in range(12):
+        ref = f"m-{i}"
+        assert (
+            member_get(tenant=parallel, external_ref=ref).balance
+            == member_get(tenant=sequential, external_ref=ref).balance
+        )
+    assert ledger_verify(tenant=parallel).ok
+    # and the progress was shown as batches came back from the workers
+    assert "\r  events 402/402" in out_par
+
+    # a second parallel replay finds every event already applied
+    again, _ = run("replay_events", path, tenant="par", workers=3)
+    assert summary_of(again) == {"events": 402, "applied": 0, "duplicate": 400, "rejected": 0, "invalid": 2}
+    assert _points_by_event(parallel) == _points_by_event(sequential)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulate_ingests_with_workers(tmp_path):
+    (tenant,) = _twin_shops(("sim",), members=6)
+
+    out, err = run("simulate", events=90, tenant="sim", seed=3, batch_size=20, workers=2)
+
+    assert summary_of(out) == {"events": 90, "applied": 90, "duplicate": 0, "rejected": 0, "invalid": 0}
+    assert err == ""
+    assert InboundEvent.objects.filter(tenant=tenant, status="APPLIED").count() == 90
+    assert ledger_verify(tenant=tenant).ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_fails_stops_the_replay_with_its_error(tmp_path, monkeypatch):
+    from rewards import replay
+
+    _twin_shops(("shop",), members=4)
+    path = write_jsonl(tmp_path / "events.jsonl", [purchase(n, f"m-{n % 4}") for n in range(40)])
+
+    def broken(tenant, chunk):
+        raise RuntimeError("the engine broke")
+
+    monkeypatch.setattr(replay, "_chunk_apply", broken)  # the forked workers inherit it
+
+    with pytest.raises(replay.ReplayWorkerFailed, match="RuntimeError: the engine broke"):
+        run("replay_events", path, tenant="shop", batch_size=5, workers=2)
+    assert not InboundEvent.objects.exists()
+
+
+def test_workers_must_be_one_or_more_and_more_than_one_needs_postgresql(shop, tmp_path, monkeypatch):
+    from django.db import connection
+
+    path = write_jsonl(tmp_path / "events.jsonl", [purchase(1, "m-0")])
+    with pytest.raises(CommandError, match="--workers must be at least 1"):
+        run("replay_events", path, tenant="shop", workers=0)
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    with pytest.raises(CommandError, match="--workers above 1 needs PostgreSQL"):
+        run("replay_events", path, tenant="shop", workers=2)
+    with pytest.raises(CommandError, match="--workers above 1 needs PostgreSQL"):
+        run("simulate", events=10, tenant="shop", workers=2)
+    assert not InboundEvent.objects.exists()
+
+
+def test_lines_go_to_workers_by_member_and_a_refund_naming_no_member_follows_its_purchase():
+    from rewards.replay import _share_of
+
+    purchases: dict[int, int] = {}
+    refs = [f"member-{i}" for i in range(40)]
+    shares = {ref: _share_of(json.dumps(purchase(i, ref)), 4, purchases) for i, ref in enumerate(refs)}
+    assert set(shares.values()) == {0, 1, 2, 3}
+    for i, ref in enumerate(refs):
+        # the same member, however padded, always to the same worker
+        assert _share_of(json.dumps(purchase(100 + i, f"  {ref} ")), 4, purchases) == shares[ref]
+        refund = {"eventId": f"refund-{i}", "type": "transaction.refunded", "originalEventId": f"order-{i}"}
+        assert _share_of(json.dumps(refund), 4, purchases) == shares[ref]
+    unknown = {"eventId": "refund-x", "type": "transaction.refunded", "originalEventId": "order-elsewhere"}
+    assert _share_of(json.dumps(unknown), 4, purchases) == 0
+    assert _share_of("{not json", 4, purchases) == 0
+    assert _share_of("[1, 2]", 4, purchases) == 0

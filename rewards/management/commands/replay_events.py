@@ -11,6 +11,8 @@ from rewards.replay import (
     events_replay,
     lines_count,
     replay_tenant_get,
+    replay_workers_add_argument,
+    replay_workers_check,
 )
 
 
@@ -26,10 +28,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"Events a batch (default {DEFAULT_BATCH_SIZE})."
         )
+        replay_workers_add_argument(parser)
 
-    def handle(self, *args, file: str, tenant: str, batch_size: int, **options):
+    def handle(self, *args, file: str, tenant: str, batch_size: int, workers: int, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
+        replay_workers_check(workers)
+        self.workers = workers
         target = replay_tenant_get(slug=tenant)
         if file == "-":
             # The total is unknown until the end: progress shows the count alone.
@@ -49,6 +54,7 @@ class Command(BaseCommand):
             tenant=tenant,
             lines=lines,
             batch_size=batch_size,
+            workers=self.workers,
             on_progress=display.progress,
             on_problem=display.problem,
         )

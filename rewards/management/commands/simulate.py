@@ -15,6 +15,8 @@ from rewards.replay import (
     events_replay,
     events_simulate,
     replay_tenant_get,
+    replay_workers_add_argument,
+    replay_workers_check,
     simulation_action_codes,
     simulation_members,
 )
@@ -49,6 +51,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"Events a batch (default {DEFAULT_BATCH_SIZE})."
         )
+        replay_workers_add_argument(parser)
 
     def handle(self, *args, **options):
         count, wanted, out = options["events"], options["members"], options["out"]
@@ -56,6 +59,7 @@ class Command(BaseCommand):
             raise CommandError("--events must be at least 1.")
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        replay_workers_check(options["workers"])
         tenant = replay_tenant_get(slug=options["tenant"])
         seed = options["seed"]
         if seed is None:
@@ -90,6 +94,7 @@ class Command(BaseCommand):
             tenant=tenant,
             lines=events_jsonl(events),
             batch_size=options["batch_size"],
+            workers=options["workers"],
             on_progress=display.progress,
             on_problem=display.problem,
         )
