@@ -321,6 +321,9 @@ def _replay_parallel(
             if process.is_alive() and running:
                 process.terminate()
             process.join()
+        for inbox in inboxes:
+            # What a stopped worker did not take is dropped, not waited for at exit.
+            inbox.cancel_join_thread()
 
 
 def _replay_worker(tenant: Tenant, inbox, outcomes) -> None:
