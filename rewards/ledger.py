@@ -93,7 +93,9 @@ def points_transfer(
     The writes are one atomic block (a savepoint inside the caller's transaction), so a
     refusal leaves the caller's transaction usable. `known_new` skips the look-up of an
     earlier transfer when the caller's own unique row (the earning engine's inbox event)
-    already says there is none: a clash is still caught by the key's constraint."""
+    already says there is none, and the savepoint: such a caller applies the transfer inside
+    a savepoint of its own, which a refusal or a clash of keys (still caught by the key's
+    constraint) rolls back whole."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_POINTS:
         raise InvalidAmount(field="amount")
     if debit.pk == credit.pk or debit.tenant_id != tenant.pk or credit.tenant_id != tenant.pk:
@@ -103,7 +105,7 @@ def points_transfer(
     if already is not None:
         return already
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=not known_new):
             balances: dict[int, int] = {}
             # Touch member rows in primary-key order so two opposite transfers cannot deadlock.
             for account in sorted((debit, credit), key=lambda a: a.pk):
@@ -128,6 +130,8 @@ def points_transfer(
                 credit_balance_after=balances.get(credit.pk),
             )
     except (IntegrityError, InsufficientPoints):
+        if known_new:
+            raise  # no savepoint to go back to: the caller's rolls back
         # A concurrent request with the same key may have won the race: that is "already done".
         already = _existing(tenant, idempotency_key, **expected)
         if already is not None:

@@ -52,11 +52,11 @@ def test_a_purchase_with_a_multiplier_a_tier_and_a_budgeted_campaign(tenant, api
 
     # the API key; BEGIN, the inbox row (ON CONFLICT DO NOTHING: no savepoint), the handler's
     # savepoint (a refusal rolls it back); the member's account row locked, with the member (one
-    # query), and its tier; the ledger transfer
-    # (its savepoint, the balance, the row), the lot and points.credited; the tier's processed
-    # event, the month's qualifying points (an upsert), the tier assignment lock and the total;
-    # the incentive and incentive.generated; the campaign's stats; the inbox result; COMMIT.
-    assert len(sql) == 22 + WALL_QUERIES, "\n".join(sql)
+    # query), and its tier; the ledger transfer (the balance and the row, in the handler's
+    # savepoint: none of its own), the lot and points.credited; the tier's processed event, the
+    # month's qualifying points (an upsert), the tier assignment lock and the total; the
+    # incentive and incentive.generated; the campaign's stats; the inbox result; COMMIT.
+    assert len(sql) == 20 + WALL_QUERIES, "\n".join(sql)
     for table in ("tenants_tenant", "tenants_limit", "tiers_tier", "tiers_tierpolicy", "rewards_spendcategory"):
         assert not [q for q in sql if f'FROM "{table}"' in q], table
     assert not [q for q in sql if 'FROM "rewards_transfer"' in q]  # the new transfer is not looked for

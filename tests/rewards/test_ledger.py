@@ -93,6 +93,36 @@ def test_same_idempotency_key_for_another_transfer_conflicts(tenant, member, sec
     assert Transfer.objects.filter(tenant=tenant).count() == 1
 
 
+def test_a_transfer_the_caller_knows_is_new_opens_no_savepoint_and_a_clash_undoes_it_with_the_callers(tenant, member):
+    # The earning engine's transfer (known_new: its inbox row says no transfer has the key) runs
+    # inside the engine's own savepoint; a clash of keys, should one ever happen, is not looked
+    # past but rolled back whole with that savepoint.
+    from django.test.utils import CaptureQueriesContext
+
+    from rewards.ledger import points_transfer, system_account_get
+
+    issuance = system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE)
+    account = Account.objects.get(member=member, kind=Account.Kind.MEMBER)
+
+    def earn(points: int, key: str):
+        return points_transfer(
+            tenant=tenant, debit=issuance, credit=account, amount=points, kind=Transfer.Kind.EARN,
+            idempotency_key=key, known_new=True,
+        )  # fmt: skip
+
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        earn(5, "event:e-1")
+    opened = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    assert len(opened) == 1, opened  # the caller's alone
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        earn(7, "event:e-1")
+
+    assert balance(member) == 5  # the clash's balance move went with the caller's savepoint
+    assert list(Transfer.objects.filter(tenant=tenant).values_list("amount", flat=True)) == [5]
+    assert selectors.ledger_verify(tenant=tenant).ok
+
+
 def test_idempotency_keys_are_per_tenant(tenant, other_tenant, member):
     other_member = MemberFactory(tenant=other_tenant)
 
