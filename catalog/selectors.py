@@ -23,6 +23,7 @@ class Viewer:
 
     member: object | None = None
     tiers: tuple[str, ...] = ()  # tier ids the member's tier reaches
+    tier_code: str = ""  # the member's tier ("" without one)
     discount_percentage: Decimal = Decimal(0)
     balance: int = 0
 
@@ -38,7 +39,8 @@ def viewer_for(*, tenant: Tenant, member=None) -> Viewer:
     tier = contributions.tier_for(tenant, member)
     return Viewer(
         member=member,
-        tiers=tuple(contributions.tiers_reached(tenant, member)),
+        tiers=tuple(contributions.tiers_reached(tenant, member, tier)),
+        tier_code=tier.code or "",
         discount_percentage=tier.discount_percentage or Decimal(0),
         balance=member_balance(member=member),
     )

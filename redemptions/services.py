@@ -19,7 +19,6 @@ from redemptions.models import PartnerConfig, Redemption, RedemptionTransition
 from redemptions.states import S, transition
 from redemptions.tasks import redemption_fulfil_soon
 from redemptions.workflow import partner_settings
-from rewards import contributions
 from rewards import services as rewards_services
 from rewards.exceptions import MemberInactive
 from rewards.models import Member
@@ -121,7 +120,7 @@ def redemption_request(
                 cash_value=(item.cash_value * quantity).quantize(Decimal("0.01")),
                 currency=tenant.currency,
                 point_value=tenant.point_value,
-                tier_code=contributions.tier_for(tenant, member).code or "",
+                tier_code=viewer.tier_code,  # the tier the price was made for
                 lots=debit.lots,
                 debit_transfer=debit.transfer,
                 stock_reserved=stock.movement is not None,

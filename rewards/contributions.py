@@ -207,10 +207,10 @@ def tier_ladder(tenant) -> list[str]:
     return _tier_ladder_provider(tenant) if _tier_ladder_provider is not None else []
 
 
-def tiers_reached(tenant, member) -> list[str]:
-    """The tier codes at or below the member's current tier: what tier-gated things they may
-    see (empty for a member without a tier)."""
-    code = tier_for(tenant, member).code
+def tiers_reached(tenant, member, tier: TierContext | None = None) -> list[str]:
+    """The tier codes at or below the member's current tier (`tier`, when the caller has read
+    it already): what tier-gated things they may see (empty for a member without a tier)."""
+    code = (tier or tier_for(tenant, member)).code
     ladder = tier_ladder(tenant)
     return ladder[: ladder.index(code) + 1] if code in ladder else []
 

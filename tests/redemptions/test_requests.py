@@ -87,6 +87,28 @@ def test_a_member_redeems_at_their_tier_discount_in_one_step(tenant, config):
     assert_books_balance(tenant)
 
 
+def test_a_redemption_reads_the_members_tier_once_and_its_round_trips_are_pinned(tenant, config):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ladder = tier_ladder(tenant)
+    member = member_with(tenant, 1000)
+    put_in_tier(member, ladder["silver"])
+    item = reward(tenant, point_cost=250, stock=5)
+    client = client_of(member)
+    assert redeem(client, item, key="warm").status_code == 201  # caches and system accounts
+
+    with CaptureQueriesContext(connection) as captured:
+        response = redeem(client, item, key="k-2")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["calculation"]["tierCode"] == "silver"
+    sql = [q["sql"] for q in captured.captured_queries]
+    # the tier prices the item, decides what the member sees and is recorded: one read for all
+    assert sum('FROM "tiers_tierassignment"' in q for q in sql) == 1, "\n".join(sql)
+    assert len(sql) == 37, "\n".join(sql)
+
+
 def test_points_are_taken_from_the_lots_closest_to_expiry(tenant, config):
     member = member_with(tenant, 0)
     later = points_adjust(tenant=tenant, member=member, points=300, reason="a", actor="t").transfer
