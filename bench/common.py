@@ -1,5 +1,6 @@
 """What every benchmark shares: progress lines, timing and the figures printed."""
 
+import os
 import statistics
 import time
 
@@ -23,3 +24,22 @@ def report(label: str, samples: list[float]) -> None:
     samples = sorted(samples)
     p95 = samples[int(len(samples) * 0.95) - 1]
     print(f"  {label}: n={len(samples)} median={statistics.median(samples):.2f} ms p95={p95:.2f} ms")
+
+
+def queries_and_profile(call, n: int) -> None:
+    """Print the queries one `call(0)` makes and, with BENCH_PROFILE=1, a pyinstrument profile
+    of `call(i)` for i in range(n)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        call(0)
+    print(f"  queries per request: {len(captured.captured_queries)}")
+    if os.environ.get("BENCH_PROFILE"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0002)
+        with profiler:
+            for i in range(n):
+                call(i)
+        print(profiler.output_text(unicode=True, color=False, show_all=False))

@@ -4,14 +4,11 @@ tier), without a server or a network in the way, and the queries it makes. Run w
 `bench/run.py me`; with BENCH_PROFILE=1 it also prints a pyinstrument profile of 300 calls.
 The load benchmark (`bench/run.py load`, BENCH_LOAD_SCENARIOS=me) measures it under load."""
 
-import os
 import uuid
 
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from bench.common import report, timed
+from bench.common import queries_and_profile, report, timed
 from rewards.services import member_create, member_token_issue, points_adjust
 from tenants.services import tenant_create
 from tiers.services import tier_create
@@ -39,16 +36,5 @@ def me_bench() -> None:
 
     for i in range(MEMBERS):
         me(i)  # every member once: caches and connections made here, not in the figures
-    with CaptureQueriesContext(connection) as captured:
-        me(0)
-    print(f"  queries per request: {len(captured.captured_queries)}")
     report("GET /me (in-process)", timed(me, 2_000, "GET /me"))
-
-    if os.environ.get("BENCH_PROFILE"):
-        from pyinstrument import Profiler
-
-        profiler = Profiler(interval=0.0002)
-        with profiler:
-            for i in range(300):
-                me(i)
-        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    queries_and_profile(me, 300)

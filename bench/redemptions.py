@@ -4,7 +4,6 @@ partner; and the reconciliation sweep's query over 20,000 redemptions. Run with 
 (or `bench/run.py redemptions` for this part alone); BENCH_PROFILE=1 adds a pyinstrument
 profile of 100 sequential requests."""
 
-import os
 import random
 import threading
 import time
@@ -16,11 +15,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from bench.common import progress, report, timed
+from bench.common import progress, queries_and_profile, report, timed
 from catalog.models import Item, Partner
 from catalog.services import item_create
 from redemptions import workflow
@@ -153,17 +151,7 @@ def _run(sandbox: PartnerSandbox) -> None:
     elapsed = time.perf_counter() - started
     report("POST /redemptions (sequential)", samples)
     print(f"  POST /redemptions, sequential: {300 / elapsed:.0f} requests/s")
-    with CaptureQueriesContext(connection) as captured:
-        one(0)
-    print(f"  queries per request: {len(captured.captured_queries)}")
-    if os.environ.get("BENCH_PROFILE"):
-        from pyinstrument import Profiler
-
-        profiler = Profiler(interval=0.0002)
-        with profiler:
-            for i in range(100):
-                one(i)
-        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    queries_and_profile(one, 100)
 
     # 2. 16 threads, each with its own client and connection; request i by member i.
     def concurrent(label: str, item_for) -> float:
