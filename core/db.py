@@ -1,7 +1,7 @@
 """Database helpers that keep PostgreSQL-specific schema out of the embedded SQLite default."""
 
 from django.contrib.postgres.indexes import GinIndex
-from django.db import models
+from django.db import connection, models
 from django.db.models import F
 
 
@@ -36,3 +36,16 @@ def database_url(settings_dict: dict) -> str:
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = settings_dict.get("PORT") or 5432
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+def values_from_db(model, names: list[str], values) -> list:
+    """Values a hand-written query read for `model`'s fields `names`, as the ORM's compiler
+    would hand them over: the backend's converters and the fields' from_db_value applied
+    (SQLite's text timestamps and JSON, for two), so they equal what a queryset returns."""
+    result = []
+    for name, value in zip(names, values, strict=True):
+        expression = model._meta.get_field(name).get_col(model._meta.db_table)
+        for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
+            value = converter(value, expression, connection)
+        result.append(value)
+    return result

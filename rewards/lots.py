@@ -7,14 +7,13 @@ it) before touching lots, so one member's lots are never taken twice at once.
 """
 
 import calendar
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.db.models import F, Sum
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from core.db import values_from_db
 from rewards.models import EarnedLot, Member, Transfer
 from tenants.models import ExpiryPolicy, Tenant
 
@@ -100,10 +99,7 @@ def lots_expiring(*, member: Member, before: datetime) -> tuple[int, datetime | 
             ],
         )
         total, earliest = cursor.fetchone()
-    if isinstance(earliest, str):  # SQLite hands a timestamp back as text
-        earliest = parse_datetime(earliest)
-        if timezone.is_naive(earliest):
-            earliest = timezone.make_aware(earliest, UTC)
+    (earliest,) = values_from_db(EarnedLot, ["expires_at"], [earliest])  # SQLite's is text
     return int(total or 0), earliest
 
 

@@ -152,8 +152,9 @@ def events_replay(
     are skipped; line numbers count every line, blank ones included. With `workers` above 1
     (PostgreSQL only) the lines are shared out by member among that many processes
     (`_replay_parallel`)."""
-    if workers < 1:
-        raise ValueError("workers must be at least 1.")
+    refused = replay_workers_refused(workers)
+    if refused:
+        raise ValueError(refused)
     summary = ReplaySummary()
     started = time.perf_counter()
 
@@ -175,9 +176,7 @@ def events_replay(
         summary.problems.sort(key=lambda found: found.line)
     else:
         chunk: list[tuple[int, bytes | str]] = []
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
+        for number, raw in _numbered(lines):
             chunk.append((number, raw))
             if len(chunk) == batch_size:
                 record(_chunk_apply(tenant, chunk))
@@ -186,6 +185,11 @@ def events_replay(
             record(_chunk_apply(tenant, chunk))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _numbered(lines: Iterable[bytes | str]) -> Iterator[tuple[int, bytes | str]]:
+    """The non-blank lines with their numbers (blank ones counted)."""
+    return ((number, raw) for number, raw in enumerate(lines, start=1) if raw.strip())
 
 
 def _chunk_apply(tenant: Tenant, chunk: list[tuple[int, bytes | str]]) -> list[tuple[str, LineProblem | None]]:
@@ -259,8 +263,6 @@ def _replay_parallel(
 ) -> None:
     """Share the lines out among `workers` forked processes, each with its own database
     connection, and `record` each batch's outcomes as the workers report them."""
-    if connection.vendor != "postgresql":
-        raise ValueError("A replay with more than one worker needs PostgreSQL (SQLite takes one writer at a time).")
     context = multiprocessing.get_context("fork")
     connections.close_all()  # a forked process must open its own
     inboxes = [context.Queue(maxsize=2) for _ in range(workers)]
@@ -301,9 +303,7 @@ def _replay_parallel(
     try:
         purchases: dict[int, int] = {}
         chunks: list[list[tuple[int, bytes | str]]] = [[] for _ in range(workers)]
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
+        for number, raw in _numbered(lines):
             share = _share_of(raw, workers, purchases)
             chunks[share].append((number, raw))
             if len(chunks[share]) == batch_size:
@@ -351,12 +351,20 @@ def replay_workers_add_argument(parser) -> None:
     )
 
 
+def replay_workers_refused(workers: int) -> str | None:
+    """Why a replay cannot run with this many workers, or None."""
+    if workers < 1:
+        return "--workers must be at least 1."
+    if workers > 1 and connection.vendor != "postgresql":
+        return "--workers above 1 needs PostgreSQL (SQLite takes one writer at a time)."
+    return None
+
+
 def replay_workers_check(workers: int) -> None:
     """What a command says of a --workers it cannot use, before it reads anything."""
-    if workers < 1:
-        raise CommandError("--workers must be at least 1.")
-    if workers > 1 and connection.vendor != "postgresql":
-        raise CommandError("--workers above 1 needs PostgreSQL (SQLite takes one writer at a time).")
+    refused = replay_workers_refused(workers)
+    if refused:
+        raise CommandError(refused)
 
 
 def lines_count(path: str) -> int:

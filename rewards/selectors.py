@@ -9,6 +9,7 @@ from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subqu
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.db import values_from_db
 from rewards.exceptions import MemberNotFound, OutboundEventNotFound
 from rewards.lots import lots_expiring
 from rewards.models import Account, Member, OutboxEvent, Transfer
@@ -72,23 +73,10 @@ def member_for_token(*, member_id, tenant_id) -> Member | None:
         return None
     db = connection.alias
     count = len(member_fields)
-    member = Member.from_db(db, member_fields, _converted(Member, member_fields, row[:count]))
-    member.tenant = Tenant.from_db(db, tenant_fields, _converted(Tenant, tenant_fields, row[count:-2]))
+    member = Member.from_db(db, member_fields, values_from_db(Member, member_fields, row[:count]))
+    member.tenant = Tenant.from_db(db, tenant_fields, values_from_db(Tenant, tenant_fields, row[count:-2]))
     member.balance, member.pending = row[-2], row[-1]
     return member
-
-
-def _converted(model, names: list[str], values) -> list:
-    # What the ORM's compiler would apply: the backend's converters and the fields' from_db_value
-    # (JSON on SQLite, for one), so the instances equal those a queryset builds.
-    result = []
-    for name, value in zip(names, values, strict=True):
-        field = model._meta.get_field(name)
-        expression = field.get_col(model._meta.db_table)
-        for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
-            value = converter(value, expression, connection)
-        result.append(value)
-    return result
 
 
 def member_list(*, tenant: Tenant) -> QuerySet[Member]:

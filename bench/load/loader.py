@@ -67,7 +67,7 @@ def load(*, partner_url: str, seed: int = 20261215) -> Loaded:
         limits={"GLOBAL": {"max_per_day": 10**11}, "USER": {"max_per_day": 1_000_000}},
     )
     tiers = _config(tenant)
-    _members(tenant, tiers, rng)
+    _members(tenant, tiers, rng, MEMBERS)
     redeem_items = _catalog(tenant, partner_url, rng)
     step = time.perf_counter()
     with connection.cursor() as cursor:
@@ -165,23 +165,21 @@ def _qualifying(rng: random.Random) -> tuple[str, int]:
 def engine_tenant(prefix: str, members: int):
     """A tenant with the load benchmark's configuration and `members` members, with limits
     high enough not to cut a benchmark's events off: (tenant, issued API key)."""
-    global MEMBERS
-    MEMBERS = members
     tenant, issued = tenant_create(
         name=f"{prefix}-{uuid.uuid4().hex[:8]}",
         limits={"GLOBAL": {"max_per_day": 10**11}, "USER": {"max_per_day": 1_000_000}},
     )
-    _members(tenant, _config(tenant), random.Random(1))
+    _members(tenant, _config(tenant), random.Random(1), members)
     return tenant, issued
 
 
-def _members(tenant: Tenant, tiers: dict[str, Tier], rng: random.Random) -> None:
+def _members(tenant: Tenant, tiers: dict[str, Tier], rng: random.Random, count: int) -> None:
     issuance = system_account_get(tenant=tenant, kind=Account.Kind.ISSUANCE)
     now = timezone.now()
     month = now.date().replace(day=1)
     started = time.perf_counter()
-    for offset in range(0, MEMBERS, CHUNK):
-        numbers = range(offset, min(offset + CHUNK, MEMBERS))
+    for offset in range(0, count, CHUNK):
+        numbers = range(offset, min(offset + CHUNK, count))
         plan = {n: _qualifying(rng) for n in numbers}
         with transaction.atomic():
             members = Member.objects.bulk_create(
@@ -244,7 +242,7 @@ def _members(tenant: Tenant, tiers: dict[str, Tier], rng: random.Random) -> None
                     for n, member in zip(numbers, members, strict=True)
                 ]
             )
-        progress("members (account, transfers, lots, tier, qualifying points)", numbers.stop, MEMBERS)
+        progress("members (account, transfers, lots, tier, qualifying points)", numbers.stop, count)
     print(f"  members loaded in {time.perf_counter() - started:.0f} s")
 
 

@@ -34,11 +34,10 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         replay_workers_check(workers)
-        self.workers = workers
         target = replay_tenant_get(slug=tenant)
         if file == "-":
             # The total is unknown until the end: progress shows the count alone.
-            self._replay(target, getattr(sys.stdin, "buffer", sys.stdin), None, batch_size)
+            self._replay(target, getattr(sys.stdin, "buffer", sys.stdin), None, batch_size, workers)
             return
         try:
             total = lines_count(file)
@@ -46,15 +45,15 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror or exc}") from exc
         with lines:
-            self._replay(target, lines, total, batch_size)
+            self._replay(target, lines, total, batch_size, workers)
 
-    def _replay(self, tenant, lines, total: int | None, batch_size: int) -> None:
+    def _replay(self, tenant, lines, total: int | None, batch_size: int, workers: int) -> None:
         display = ReplayDisplay(stdout=self.stdout, stderr=self.stderr, total=total)
         summary = events_replay(
             tenant=tenant,
             lines=lines,
             batch_size=batch_size,
-            workers=self.workers,
+            workers=workers,
             on_progress=display.progress,
             on_problem=display.problem,
         )
